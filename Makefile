@@ -1,0 +1,36 @@
+# One command for each job. `make test` sets everything up (venv, pip packages, Debian tools) and runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup system-deps test lint demo emulator bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.installed system-deps
+
+system-deps:
+	./scripts/install-system-deps.sh
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check .
+
+demo: setup
+	$(PY) -m local_stack.import_demo
+
+emulator: setup
+	$(PY) -m healthcare_emulator --host 127.0.0.1 --port 8089 --data-dir .emulator-data
+
+bench: setup
+	$(PY) bench/import_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .emulator-data

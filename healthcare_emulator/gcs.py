@@ -1,0 +1,107 @@
+"""Cloud Storage access for import: gs:// wildcard patterns and object reads through google-cloud-storage.
+
+The client honours STORAGE_EMULATOR_HOST (fake-gcs-server locally); with it set, no credentials are used.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass
+
+from .errors import InvalidArgument
+from .names import parse_gcs_uri
+
+_WILDCARDS = re.compile(r"\*\*|\*|\?")
+_DOUBLE_STAR_SUFFIX = re.compile(r"(\.[^/*?]*)?")
+
+
+@dataclass(frozen=True)
+class ObjectPattern:
+    """A `gcsSource.uri` split into bucket, literal listing prefix and a matcher for object names."""
+
+    uri: str
+    bucket: str
+    prefix: str
+    regex: re.Pattern[str] | None  # None: the URI names one object exactly
+
+    def matches(self, object_name: str) -> bool:
+        return self.regex.fullmatch(object_name) is not None if self.regex else object_name == self.prefix
+
+
+def parse_object_pattern(uri: str) -> ObjectPattern:
+    """Validate a gs:// URI with the import wildcard rules.
+
+    `*` matches 0+ characters other than `/`; `?` exactly one such character; `**` matches 0+
+    characters including `/`, only at the end of the path, optionally followed by an extension
+    (`dir/**.dcm`), and only as the sole wildcard. Everything else is rejected.
+    """
+    bucket, name = parse_gcs_uri(uri, "gcsSource.uri")
+    if not name:
+        raise InvalidArgument(f"gcsSource.uri {uri!r} names no object: add an object name or a wildcard such as *")
+    tokens = _WILDCARDS.findall(name)
+    if not tokens:
+        return ObjectPattern(uri, bucket, name, None)
+    if "**" in tokens:
+        head, _, tail = name.partition("**")
+        if len(tokens) > 1 or not _DOUBLE_STAR_SUFFIX.fullmatch(tail):
+            raise InvalidArgument(
+                f"invalid wildcard in gcsSource.uri {uri!r}: '**' must be the only wildcard and come at the end"
+                " of the path, optionally followed by an extension such as '**.dcm'"
+            )
+        return ObjectPattern(uri, bucket, head, re.compile(re.escape(head) + ".*" + re.escape(tail), re.DOTALL))
+    parts = []
+    position = 0
+    for match in _WILDCARDS.finditer(name):
+        parts.append(re.escape(name[position:match.start()]))
+        parts.append("[^/]*" if match.group() == "*" else "[^/]")
+        position = match.end()
+    parts.append(re.escape(name[position:]))
+    prefix = name[: _WILDCARDS.search(name).start()]  # type: ignore[union-attr]
+    return ObjectPattern(uri, bucket, prefix, re.compile("".join(parts), re.DOTALL))
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    name: str
+    size: int
+
+
+class GcsReader:
+    """Lists and reads objects; one storage client per thread (their HTTP sessions are not shared)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _client(self):  # type: ignore[no-untyped-def]
+        client = getattr(self._local, "client", None)
+        if client is None:
+            from google.cloud import storage  # imported lazily: only imports need it
+
+            if os.environ.get("STORAGE_EMULATOR_HOST"):
+                from google.auth.credentials import AnonymousCredentials
+
+                client = storage.Client(project="emulator", credentials=AnonymousCredentials())
+            else:
+                client = storage.Client()
+            self._local.client = client
+        return client
+
+    def list_matching(self, pattern: ObjectPattern) -> list[SourceObject]:
+        from google.api_core import exceptions
+
+        client = self._client()
+        try:
+            if pattern.regex is None:
+                blob = client.bucket(pattern.bucket).get_blob(pattern.prefix)
+                return [] if blob is None else [SourceObject(blob.name, blob.size or 0)]
+            blobs = client.list_blobs(pattern.bucket, prefix=pattern.prefix or None)
+            return [SourceObject(b.name, b.size or 0) for b in blobs if pattern.matches(b.name)]
+        except exceptions.NotFound:
+            from .errors import NotFound
+
+            raise NotFound(f"Cloud Storage bucket gs://{pattern.bucket} not found") from None
+
+    def read(self, bucket: str, name: str) -> bytes:
+        return self._client().bucket(bucket).blob(name).download_as_bytes(checksum=None)

@@ -1,0 +1,210 @@
+"""Long-running operations: run jobs in the background and expose them in the google.longrunning shape.
+
+Mirrors the Healthcare API's LRO rules: `done` is omitted while running, counters are int64 strings
+with zero counters omitted, a finished operation carries `response` (with `@type`) or `error`
+(google.rpc.Status), and per-file errors go to an operation log (``metadata.logsUrl``), not the body.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import ApiError, FailedPrecondition, Internal, NotFound
+from .names import DatasetName
+from .storage import Storage
+
+logger = logging.getLogger(__name__)
+
+METADATA_TYPE = "type.googleapis.com/google.cloud.healthcare.{version}.OperationMetadata"
+_COUNTER_FIELDS = ("success", "failure", "pending", "secondarySuccess", "secondaryFailure")
+_SAVE_INTERVAL = 0.5  # seconds between snapshots of a running operation on disk
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Cancelled(ApiError):
+    http_status, status = 499, "CANCELLED"
+
+
+class OperationContext:
+    """What a running job sees: its counters, its log and whether a cancel was requested."""
+
+    def __init__(self, name: str, log_path: str):
+        self.name = name
+        self._log_path = log_path
+        self._lock = threading.Lock()
+        self.counters = dict.fromkeys(_COUNTER_FIELDS, 0)
+        self.cancel_requested = False
+
+    def add(self, **deltas: int) -> None:
+        with self._lock:
+            for field, delta in deltas.items():
+                self.counters[field] += delta
+
+    def log(self, severity: str, message: str, **fields: Any) -> None:
+        """Append one entry to the operation log (JSON lines on disk)."""
+        entry = {"timestamp": now_rfc3339(), "severity": severity, "operation": self.name, "message": message}
+        entry.update(fields)
+        line = json.dumps(entry, ensure_ascii=False) + "\n"
+        with self._lock, open(self._log_path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+
+    def check_cancelled(self) -> None:
+        if self.cancel_requested:
+            raise Cancelled("operation was cancelled")
+
+
+Job = Callable[[OperationContext], dict[str, Any] | None]
+
+
+class OperationEngine:
+    def __init__(self, storage: Storage, public_url: Callable[[], str], workers: int = 4):
+        self._storage = storage
+        self._public_url = public_url
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="operation")
+        self._running: dict[str, tuple[dict[str, Any], OperationContext]] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._abandon_unfinished()
+
+    def _new_id(self) -> str:
+        # Opaque numeric ids like the real API's; time-based so they sort and survive restarts.
+        return f"{time.time_ns() // 1000}{next(self._ids) % 1000:03d}"
+
+    def _abandon_unfinished(self) -> None:
+        """Operations that were running when the process died end as ABORTED (their work is lost)."""
+        for op in self._storage.unfinished_operations():
+            op["done"] = True
+            op["metadata"]["endTime"] = now_rfc3339()
+            op["error"] = {"code": 10, "message": "operation aborted: the emulator stopped while it was running"}
+            dataset = op["name"].split("/operations/")[0]
+            self._storage.save_operation(op["name"], dataset, op)
+
+    def logs_url(self, name: str) -> str:
+        return f"{self._public_url()}/_emulator/v1/{name}/logs"
+
+    def start(
+        self,
+        dataset: DatasetName,
+        method: str,
+        job: Job,
+        version: str,
+        response_type: str,
+    ) -> dict[str, Any]:
+        """Create an operation, run `job` in the background and return the initial Operation."""
+        name = f"{dataset}/operations/{self._new_id()}"
+        op: dict[str, Any] = {
+            "name": name,
+            "metadata": {
+                "@type": METADATA_TYPE.format(version=version),
+                "apiMethodName": method,
+                "createTime": now_rfc3339(),
+                "logsUrl": self.logs_url(name),
+            },
+        }
+        context = OperationContext(name, str(self._storage.operation_log_path(name.rsplit("/", 1)[1])))
+        self._storage.save_operation(name, str(dataset), op)
+        with self._lock:
+            self._running[name] = (op, context)
+        self._executor.submit(self._run, op, context, job, str(dataset), response_type)
+        return self._render(op, context)
+
+    def record_done(self, dataset: DatasetName, method: str, version: str,
+                    response: dict[str, Any]) -> dict[str, Any]:
+        """Record an operation whose work finished synchronously (e.g. datasets.create)."""
+        now = now_rfc3339()
+        name = f"{dataset}/operations/{self._new_id()}"
+        op = {
+            "name": name,
+            "metadata": {"@type": METADATA_TYPE.format(version=version), "apiMethodName": method,
+                         "createTime": now, "endTime": now, "logsUrl": self.logs_url(name)},
+            "done": True,
+            "response": response,
+        }
+        self._storage.save_operation(name, str(dataset), op)
+        return op
+
+    def _run(self, op: dict[str, Any], context: OperationContext, job: Job, dataset: str,
+             response_type: str) -> None:
+        stop_saving = threading.Event()
+        saver = threading.Thread(target=self._save_periodically, args=(op, context, dataset, stop_saving),
+                                 daemon=True)
+        saver.start()
+        try:
+            response = job(context) or {}
+            op["response"] = {"@type": response_type, **response}
+        except ApiError as exc:
+            op["error"] = exc.rpc_status()
+        except Exception as exc:  # a bug in the emulator must still end the operation
+            logger.exception("operation %s crashed", op["name"])
+            op["error"] = Internal(f"internal emulator error: {type(exc).__name__}: {exc}").rpc_status()
+        finally:
+            stop_saving.set()
+            saver.join()
+            op["metadata"]["endTime"] = now_rfc3339()
+            op["done"] = True
+            final = self._render(op, context)
+            self._storage.save_operation(op["name"], dataset, final)
+            with self._lock:
+                self._running.pop(op["name"], None)
+
+    def _save_periodically(self, op: dict[str, Any], context: OperationContext, dataset: str,
+                           stop: threading.Event) -> None:
+        while not stop.wait(_SAVE_INTERVAL):
+            self._storage.save_operation(op["name"], dataset, self._render(op, context))
+
+    @staticmethod
+    def _render(op: dict[str, Any], context: OperationContext) -> dict[str, Any]:
+        rendered = json.loads(json.dumps(op))
+        counter = {k: str(v) for k, v in context.counters.items() if v}
+        if counter:
+            rendered["metadata"]["counter"] = counter
+        if context.cancel_requested:
+            rendered["metadata"]["cancelRequested"] = True
+        return rendered
+
+    def get(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            running = self._running.get(name)
+        if running is not None:
+            return self._render(*running)
+        return self._storage.get_operation(name)
+
+    def list(self, dataset: DatasetName) -> list[dict[str, Any]]:
+        with self._lock:
+            running = {name: self._render(op, ctx) for name, (op, ctx) in self._running.items()}
+        return [running.get(op["name"], op) for op in self._storage.list_operations(str(dataset))]
+
+    def cancel(self, name: str) -> None:
+        with self._lock:
+            running = self._running.get(name)
+        if running is None:
+            op = self._storage.get_operation(name)  # NotFound if unknown
+            if op.get("done"):
+                raise FailedPrecondition(f"operation {name} has already finished")
+            raise NotFound(f"operation {name} not found")
+        running[1].cancel_requested = True
+
+    def read_log(self, name: str) -> list[dict[str, Any]]:
+        self.get(name)  # NotFound for unknown operations
+        path = self._storage.operation_log_path(name.rsplit("/", 1)[1])
+        if not path.exists():
+            return []
+        with open(path, encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+
+    def shutdown(self) -> None:
+        with self._lock:
+            for _, context in self._running.values():
+                context.cancel_requested = True
+        self._executor.shutdown(wait=True, cancel_futures=False)

@@ -1,0 +1,143 @@
+"""HTTP server and lifecycle: stdlib ThreadingHTTPServer in a background thread, port 0 friendly."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import unquote
+
+from .app import Emulator
+from .http import Request
+
+logger = logging.getLogger(__name__)
+
+BANNER = (
+    "This is the dicom-pipeline Cloud Healthcare API (DICOM) emulator. Implementation may be incomplete"
+    " or differ from the real service; see healthcare_emulator/README.md for the fidelity table."
+)
+MAX_BODY = 4 * 1024**3  # refuse bodies larger than this outright
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _HttpServer
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            raise ValueError("body too large")
+        return self.rfile.read(length) if length else b""
+
+    def _serve(self) -> None:
+        raw_path, _, query = self.path.partition("?")
+        host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
+        request = Request(
+            method=self.command,
+            path=unquote(raw_path),
+            query_string=query,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=self._read_body(),
+            base_url=f"http://{host}",
+        )
+        response = self.server.emulator.handle(request)
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for key, value in response.headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        # The path only: query strings can carry QIDO matching values (patient names are PHI).
+        logger.debug("%s %s -> %s", self.command, self.path.partition("?")[0], args[1] if len(args) > 1 else "")
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+    emulator: Emulator
+
+
+class EmulatorServer:
+    """The emulator on host:port (port 0 picks a free one). Use as a context manager or start()/stop()."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, data_dir: str | Path | None = None):
+        self._tempdir = None
+        if data_dir is None:
+            self._tempdir = tempfile.TemporaryDirectory(prefix="healthcare-emulator-")
+            data_dir = self._tempdir.name
+        self.data_dir = Path(data_dir)
+        self._httpd = _HttpServer((host, port), _Handler, bind_and_activate=True)
+        self.emulator = Emulator(self.data_dir, lambda: self.url)
+        self._httpd.emulator = self.emulator
+        self._thread: threading.Thread | None = None
+        self._serving = False
+
+    @property
+    def host(self) -> str:
+        return str(self._httpd.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> EmulatorServer:
+        """Serve in a background thread; the socket is already listening, so no readiness wait is needed."""
+        if self._thread is None:
+            self._serving = True
+            self._thread = threading.Thread(target=self._httpd.serve_forever, name="healthcare-emulator",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._serving = True
+        self._httpd.serve_forever()
+
+    def reset(self) -> None:
+        self.emulator.reset()
+
+    def stop(self) -> None:
+        if self._serving:  # shutdown() waits for serve_forever() to return, so only call it if it ran
+            self._httpd.shutdown()
+            self._serving = False
+        self._httpd.server_close()
+        self.emulator.close()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def create_server(host: str = "127.0.0.1", port: int = 0, data_dir: str | Path | None = None) -> EmulatorServer:
+    return EmulatorServer(host, port, data_dir)

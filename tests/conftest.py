@@ -1,0 +1,102 @@
+"""Shared fixtures: real emulators on free loopback ports, real Google clients, synthetic DICOM."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from healthcare_emulator import EmulatorServer
+from local_stack.fake_gcs import FakeGcsServer
+
+PROJECT, LOCATION = "test-project", "us-central1"
+
+
+@pytest.fixture(autouse=True)
+def isolate_environment() -> Iterator[None]:
+    """Tests may set environment variables; restore them afterwards."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def fake_gcs() -> Iterator[FakeGcsServer]:
+    with FakeGcsServer() as server:
+        os.environ["STORAGE_EMULATOR_HOST"] = server.url
+        yield server
+
+
+@pytest.fixture(scope="session")
+def emulator(fake_gcs: FakeGcsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorServer]:
+    """The Healthcare emulator on a free port; STORAGE_EMULATOR_HOST points it at fake-gcs-server."""
+    with EmulatorServer(data_dir=tmp_path_factory.mktemp("emulator-data")) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _storage_emulator_env(request: pytest.FixtureRequest) -> None:
+    # The session fixture set it once; isolate_environment restores it, but re-assert for clarity.
+    if "fake_gcs" in request.fixturenames:
+        os.environ["STORAGE_EMULATOR_HOST"] = request.getfixturevalue("fake_gcs").url
+
+
+@pytest.fixture(scope="session")
+def healthcare(emulator: EmulatorServer):  # type: ignore[no-untyped-def]
+    """google-api-python-client's healthcare v1 service (static discovery), anonymous, pointed at the emulator."""
+    from google.auth.credentials import AnonymousCredentials
+    from googleapiclient import discovery
+
+    return discovery.build("healthcare", "v1", credentials=AnonymousCredentials(),
+                           client_options={"api_endpoint": emulator.url}, cache_discovery=False)
+
+
+@pytest.fixture(scope="session")
+def gcs_client(fake_gcs: FakeGcsServer):  # type: ignore[no-untyped-def]
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    os.environ["STORAGE_EMULATOR_HOST"] = fake_gcs.url
+    return storage.Client(project=PROJECT, credentials=AnonymousCredentials())
+
+
+@dataclass(frozen=True)
+class StoreRef:
+    project: str
+    location: str
+    dataset: str
+    store: str
+
+    @property
+    def dataset_name(self) -> str:
+        return f"projects/{self.project}/locations/{self.location}/datasets/{self.dataset}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset_name}/dicomStores/{self.store}"
+
+
+@pytest.fixture
+def new_store(healthcare) -> Callable[..., StoreRef]:  # type: ignore[no-untyped-def]
+    """Create a fresh dataset and DICOM store through the real client; returns their names."""
+
+    def create(**store_body: object) -> StoreRef:
+        ref = StoreRef(PROJECT, LOCATION, f"ds-{uuid.uuid4().hex[:10]}", f"store-{uuid.uuid4().hex[:8]}")
+        datasets = healthcare.projects().locations().datasets()
+        datasets.create(parent=f"projects/{PROJECT}/locations/{LOCATION}", datasetId=ref.dataset, body={}).execute()
+        datasets.dicomStores().create(parent=ref.dataset_name, dicomStoreId=ref.store, body=store_body).execute()
+        return ref
+
+    return create
+
+
+@pytest.fixture
+def new_bucket(gcs_client) -> Callable[[], object]:  # type: ignore[no-untyped-def]
+    def create():  # type: ignore[no-untyped-def]
+        return gcs_client.create_bucket(f"bucket-{uuid.uuid4().hex[:12]}")
+
+    return create
