@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ApiError, Internal
+from .gcs import GcsReader
 from .http import Request, Response, json_response
 from .ingest import Ingest
 from .operations import OperationEngine
@@ -21,11 +22,12 @@ logger = logging.getLogger(__name__)
 class Emulator:
     """Everything a handler needs; one per data directory."""
 
-    def __init__(self, data_dir: str | os.PathLike[str], public_url: Callable[[], str]):
+    def __init__(self, data_dir: str | os.PathLike[str], public_url: Callable[[], str],
+                 storage_emulator_host: str | None = None):
         self.data_dir = Path(data_dir)
         self.storage = Storage(self.data_dir)
         self.engine = OperationEngine(self.storage, public_url)
-        self.ingest = Ingest(self.storage)
+        self.ingest = Ingest(self.storage, GcsReader(storage_emulator_host))
         self.public_url = public_url
 
     def handle(self, request: Request) -> Response:

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import io
 import json
+import logging
 import math
 import struct
 import warnings
@@ -28,6 +29,9 @@ from pydicom.sequence import Sequence
 from pydicom.valuerep import PersonName
 
 from .names import is_valid_uid
+
+# pydicom logs invalid values verbatim (a malformed PatientName would be PHI in our logs): keep it quiet.
+logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 BULK_THRESHOLD = 1024  # bytes; larger binary values are served as BulkDataURI
 
@@ -227,7 +231,7 @@ def _number(text: str, int_only: bool) -> Any:
 def _person_name_json(text: str) -> dict[str, str]:
     groups = text.split("=")
     out = {}
-    for label, group in zip(("Alphabetic", "Ideographic", "Phonetic"), groups):
+    for label, group in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False):
         if group:
             out[label] = group
     return out

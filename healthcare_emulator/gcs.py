@@ -1,6 +1,7 @@
 """Cloud Storage access for import: gs:// wildcard patterns and object reads through google-cloud-storage.
 
-The client honours STORAGE_EMULATOR_HOST (fake-gcs-server locally); with it set, no credentials are used.
+With STORAGE_EMULATOR_HOST (fake-gcs-server locally) the client uses that endpoint and no credentials;
+otherwise it reads real Cloud Storage with application default credentials.
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ class SourceObject:
 class GcsReader:
     """Lists and reads objects; one storage client per thread (their HTTP sessions are not shared)."""
 
-    def __init__(self) -> None:
+    def __init__(self, emulator_host: str | None = None) -> None:
+        # Captured once, so the emulator keeps reading the same Cloud Storage whatever the env does later.
+        self._emulator_host = emulator_host or os.environ.get("STORAGE_EMULATOR_HOST") or None
         self._local = threading.local()
 
     def _client(self):  # type: ignore[no-untyped-def]
@@ -79,10 +82,12 @@ class GcsReader:
         if client is None:
             from google.cloud import storage  # imported lazily: only imports need it
 
-            if os.environ.get("STORAGE_EMULATOR_HOST"):
+            if self._emulator_host:
                 from google.auth.credentials import AnonymousCredentials
 
-                client = storage.Client(project="emulator", credentials=AnonymousCredentials())
+                host = self._emulator_host if "://" in self._emulator_host else f"http://{self._emulator_host}"
+                client = storage.Client(project="emulator", credentials=AnonymousCredentials(),
+                                        client_options={"api_endpoint": host})
             else:
                 client = storage.Client()
             self._local.client = client

@@ -119,7 +119,7 @@ class Ingest:
                       batch: list[tuple[str, StagedInstance]], context: OperationContext) -> None:
         outcomes = self._storage.commit_instances(store_id, [staged for _, staged in batch], now_rfc3339())
         stored: list[StoreResult] = []
-        for (name, staged), outcome in zip(batch, outcomes):
+        for (name, staged), outcome in zip(batch, outcomes, strict=True):
             if outcome == CONFLICT:
                 context.add(failure=1, pending=-1)
                 context.log("ERROR", CHECKSUM_MISMATCH, resource=f"gs://{bucket}/{name}",

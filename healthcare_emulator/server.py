@@ -64,7 +64,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         # The path only: query strings can carry QIDO matching values (patient names are PHI).
         logger.debug("%s %s -> %s", self.command, self.path.partition("?")[0], args[1] if len(args) > 1 else "")
 
@@ -79,14 +79,15 @@ class _HttpServer(ThreadingHTTPServer):
 class EmulatorServer:
     """The emulator on host:port (port 0 picks a free one). Use as a context manager or start()/stop()."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, data_dir: str | Path | None = None):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, data_dir: str | Path | None = None,
+                 storage_emulator_host: str | None = None):
         self._tempdir = None
         if data_dir is None:
             self._tempdir = tempfile.TemporaryDirectory(prefix="healthcare-emulator-")
             data_dir = self._tempdir.name
         self.data_dir = Path(data_dir)
         self._httpd = _HttpServer((host, port), _Handler, bind_and_activate=True)
-        self.emulator = Emulator(self.data_dir, lambda: self.url)
+        self.emulator = Emulator(self.data_dir, lambda: self.url, storage_emulator_host)
         self._httpd.emulator = self.emulator
         self._thread: threading.Thread | None = None
         self._serving = False
@@ -139,5 +140,7 @@ class EmulatorServer:
         self.stop()
 
 
-def create_server(host: str = "127.0.0.1", port: int = 0, data_dir: str | Path | None = None) -> EmulatorServer:
-    return EmulatorServer(host, port, data_dir)
+def create_server(host: str = "127.0.0.1", port: int = 0, data_dir: str | Path | None = None,
+                  storage_emulator_host: str | None = None) -> EmulatorServer:
+    """The emulator, not yet serving; storage_emulator_host defaults to $STORAGE_EMULATOR_HOST."""
+    return EmulatorServer(host, port, data_dir, storage_emulator_host)

@@ -261,7 +261,7 @@ class Storage:
                 os.replace(item.staging_path, target)
                 metadata = p.metadata_json()
                 db.execute(
-                    f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
                     (store_id, p.study_uid, p.series_uid, p.sop_uid, p.sop_class_uid, p.transfer_syntax_uid,
                      p.sha256, p.size, item.storage_class, metadata, len(metadata.encode()), now, now),
                 )
@@ -275,7 +275,7 @@ class Storage:
         series_uid: str | None = None,
         sop_uid: str | None = None,
     ) -> list[InstanceRecord]:
-        sql = f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE store_id = ?"
+        sql = f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE store_id = ?"  # noqa: S608 - fixed columns
         args: list[Any] = [store_id]
         for column, value in (("study_uid", study_uid), ("series_uid", series_uid), ("sop_uid", sop_uid)):
             if value is not None:
@@ -300,7 +300,7 @@ class Storage:
             (store_id,),
         ).fetchone()
         keys = ("studyCount", "seriesCount", "instanceCount", "structuredStorageSizeBytes", "blobStorageSizeBytes")
-        return dict(zip(keys, row))
+        return dict(zip(keys, row, strict=True))
 
     # --- operations ----------------------------------------------------------------------------
 

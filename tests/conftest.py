@@ -27,22 +27,15 @@ def isolate_environment() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def fake_gcs() -> Iterator[FakeGcsServer]:
     with FakeGcsServer() as server:
-        os.environ["STORAGE_EMULATOR_HOST"] = server.url
         yield server
 
 
 @pytest.fixture(scope="session")
 def emulator(fake_gcs: FakeGcsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorServer]:
-    """The Healthcare emulator on a free port; STORAGE_EMULATOR_HOST points it at fake-gcs-server."""
-    with EmulatorServer(data_dir=tmp_path_factory.mktemp("emulator-data")) as server:
+    """The Healthcare emulator on a free port, reading Cloud Storage from fake-gcs-server."""
+    data_dir = tmp_path_factory.mktemp("emulator-data")
+    with EmulatorServer(data_dir=data_dir, storage_emulator_host=fake_gcs.url) as server:
         yield server
-
-
-@pytest.fixture(autouse=True)
-def _storage_emulator_env(request: pytest.FixtureRequest) -> None:
-    # The session fixture set it once; isolate_environment restores it, but re-assert for clarity.
-    if "fake_gcs" in request.fixturenames:
-        os.environ["STORAGE_EMULATOR_HOST"] = request.getfixturevalue("fake_gcs").url
 
 
 @pytest.fixture(scope="session")
@@ -60,8 +53,8 @@ def gcs_client(fake_gcs: FakeGcsServer):  # type: ignore[no-untyped-def]
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    os.environ["STORAGE_EMULATOR_HOST"] = fake_gcs.url
-    return storage.Client(project=PROJECT, credentials=AnonymousCredentials())
+    return storage.Client(project=PROJECT, credentials=AnonymousCredentials(),
+                          client_options={"api_endpoint": fake_gcs.url})
 
 
 @dataclass(frozen=True)
