@@ -51,6 +51,10 @@ class OperationContext:
             for field, delta in deltas.items():
                 self.counters[field] += delta
 
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counters)
+
     def log(self, severity: str, message: str, **fields: Any) -> None:
         """Append one entry to the operation log (JSON lines on disk)."""
         entry = {"timestamp": now_rfc3339(), "severity": severity, "operation": self.name, "message": message}
@@ -113,11 +117,12 @@ class OperationEngine:
             },
         }
         context = OperationContext(name, str(self._storage.operation_log_path(name.rsplit("/", 1)[1])))
-        self._storage.save_operation(name, str(dataset), op)
+        initial = self._render(op, context)  # before the job starts: the first answer never says done
+        self._storage.save_operation(name, str(dataset), initial)
         with self._lock:
             self._running[name] = (op, context)
         self._executor.submit(self._run, op, context, job, str(dataset), response_type)
-        return self._render(op, context)
+        return initial
 
     def record_done(self, dataset: DatasetName, method: str, version: str,
                     response: dict[str, Any]) -> dict[str, Any]:
@@ -140,33 +145,35 @@ class OperationEngine:
         saver = threading.Thread(target=self._save_periodically, args=(op, context, dataset, stop_saving),
                                  daemon=True)
         saver.start()
+        outcome: dict[str, Any]
         try:
-            response = job(context) or {}
-            op["response"] = {"@type": response_type, **response}
+            outcome = {"response": {"@type": response_type, **(job(context) or {})}}
         except ApiError as exc:
-            op["error"] = exc.rpc_status()
+            outcome = {"error": exc.rpc_status()}
         except Exception as exc:  # a bug in the emulator must still end the operation
             logger.exception("operation %s crashed", op["name"])
-            op["error"] = Internal(f"internal emulator error: {type(exc).__name__}: {exc}").rpc_status()
-        finally:
-            stop_saving.set()
-            saver.join()
+            outcome = {"error": Internal(f"internal emulator error: {type(exc).__name__}: {exc}").rpc_status()}
+        stop_saving.set()
+        saver.join()
+        with self._lock:
             op["metadata"]["endTime"] = now_rfc3339()
             op["done"] = True
-            final = self._render(op, context)
-            self._storage.save_operation(op["name"], dataset, final)
-            with self._lock:
-                self._running.pop(op["name"], None)
+            op.update(outcome)
+        final = self._render(op, context)
+        # Saved before it leaves the running table, so a reader never finds it in neither place.
+        self._storage.save_operation(op["name"], dataset, final)
+        with self._lock:
+            self._running.pop(op["name"], None)
 
     def _save_periodically(self, op: dict[str, Any], context: OperationContext, dataset: str,
                            stop: threading.Event) -> None:
         while not stop.wait(_SAVE_INTERVAL):
             self._storage.save_operation(op["name"], dataset, self._render(op, context))
 
-    @staticmethod
-    def _render(op: dict[str, Any], context: OperationContext) -> dict[str, Any]:
-        rendered = json.loads(json.dumps(op))
-        counter = {k: str(v) for k, v in context.counters.items() if v}
+    def _render(self, op: dict[str, Any], context: OperationContext) -> dict[str, Any]:
+        with self._lock:
+            rendered = json.loads(json.dumps(op))
+        counter = {k: str(v) for k, v in context.snapshot().items() if v}
         if counter:
             rendered["metadata"]["counter"] = counter
         if context.cancel_requested:
@@ -182,7 +189,8 @@ class OperationEngine:
 
     def list(self, dataset: DatasetName) -> list[dict[str, Any]]:
         with self._lock:
-            running = {name: self._render(op, ctx) for name, (op, ctx) in self._running.items()}
+            snapshot = list(self._running.items())
+        running = {name: self._render(op, ctx) for name, (op, ctx) in snapshot}
         return [running.get(op["name"], op) for op in self._storage.list_operations(str(dataset))]
 
     def cancel(self, name: str) -> None:
