@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import MethodNotAllowed, NotFound
-from .handlers import controls, datasets, dicom_stores, dicomweb, operations
+from .handlers import controls, datasets, dicom_stores, dicomweb, metrics, operations
 from .http import Request
 
 Handler = Callable[..., Any]
@@ -35,6 +35,11 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", _DATASET + "/operations", operations.list_),
     ("GET", _DATASET + "/operations/{operation}", operations.get),
     ("POST", _DATASET + "/operations/{operation}:cancel", operations.cancel),
+    # Specific dicomWeb methods first: the generic DICOMweb routes below match any path.
+    ("GET", _STORE + "/dicomWeb/studies/{study}:getStudyMetrics", metrics.study_metrics),
+    ("GET", _STORE + "/dicomWeb/studies/{study}/series/{series}:getSeriesMetrics", metrics.series_metrics),
+    ("GET", _STORE + "/dicomWeb/studies/{study}/series/{series}/instances/{instance}:getStorageInfo",
+     metrics.storage_info),
     ("GET", _STORE + "/dicomWeb/{path}", dicomweb.handle),
     ("POST", _STORE + "/dicomWeb/{path}", dicomweb.handle),
     ("DELETE", _STORE + "/dicomWeb/{path}", dicomweb.handle),

@@ -127,3 +127,22 @@ def test_identical_duplicate_is_ignored_and_changed_bytes_are_a_checksum_mismatc
     log = requests.get(conflict["metadata"]["logsUrl"], timeout=10).json()["entries"]
     assert "checksum mismatch" in log[0]["message"]
     assert metrics(healthcare, store)["instanceCount"] == "1"
+
+
+def test_study_and_series_metrics(healthcare, new_store, new_bucket):
+    store, bucket = new_store(), new_bucket()
+    instances = list(synthetic_studies(studies=1, series_per_study=2, instances_per_series=3))
+    for index, instance in enumerate(instances):
+        bucket.blob(f"m/{index}.dcm").upload_from_string(instance.data)
+    run_import(healthcare, store, f"gs://{bucket.name}/m/*")
+    study = f"{store.name}/dicomWeb/studies/{instances[0].study_uid}"
+    series = f"{study}/series/{instances[0].series_uid}"
+    dicom_web = healthcare.projects().locations().datasets().dicomStores().dicomWeb()
+
+    study_metrics = dicom_web.studies().getStudyMetrics(study=study).execute()
+    series_metrics = dicom_web.studies().series().getSeriesMetrics(series=series).execute()
+
+    assert study_metrics["study"] == study
+    assert (study_metrics["seriesCount"], study_metrics["instanceCount"]) == ("2", "6")
+    assert study_metrics["blobStorageSizeBytes"] == str(sum(len(i.data) for i in instances))
+    assert series_metrics["series"] == series and series_metrics["instanceCount"] == "3"
