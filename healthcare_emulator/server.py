@@ -11,7 +11,8 @@ from types import TracebackType
 from urllib.parse import unquote
 
 from .app import Emulator
-from .http import Request
+from .errors import InvalidArgument, PayloadTooLarge
+from .http import Request, Response, json_response
 
 logger = logging.getLogger(__name__)
 
@@ -38,21 +39,30 @@ class _Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
-            raise ValueError("body too large")
+            raise PayloadTooLarge(f"request body of {length} bytes is larger than the emulator's limit of {MAX_BODY}")
         return self.rfile.read(length) if length else b""
 
     def _serve(self) -> None:
         raw_path, _, query = self.path.partition("?")
         host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
+        try:
+            body = self._read_body()
+        except (ValueError, PayloadTooLarge) as exc:
+            error = exc if isinstance(exc, PayloadTooLarge) else InvalidArgument(f"unreadable request body: {exc}")
+            self.close_connection = True  # the rest of the body is still on the socket
+            self._send(json_response(error.envelope(), error.http_status))
+            return
         request = Request(
             method=self.command,
             path=unquote(raw_path),
             query_string=query,
             headers={k.lower(): v for k, v in self.headers.items()},
-            body=self._read_body(),
+            body=body,
             base_url=f"http://{host}",
         )
-        response = self.server.emulator.handle(request)
+        self._send(self.server.emulator.handle(request))
+
+    def _send(self, response: Response) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))

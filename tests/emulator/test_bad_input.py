@@ -123,3 +123,15 @@ def test_the_emulator_keeps_serving_after_bad_requests(emulator, new_store):
         call(emulator, "POST", f"{store.name}:import", data=b"\xff\xfe garbage")
     assert call(emulator, "GET", store.name).json()["name"] == store.name
     assert requests.get(f"{emulator.url}/_emulator/health", timeout=10).json()["status"] == "ok"
+
+
+def test_unreadable_content_length_is_a_400_and_the_server_survives(emulator, new_store):
+    import socket
+
+    store = new_store()
+    with socket.create_connection((emulator.host, emulator.port), timeout=10) as sock:
+        sock.sendall(f"POST /v1/{store.name}:import HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n".encode())
+        answer = sock.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 400")
+    assert "unreadable request body" in answer
+    assert call(emulator, "GET", store.name).status_code == 200
