@@ -1,0 +1,293 @@
+"""Import throughput: one dicomStores.import of N synthetic instances from fake-gcs-server, versus Orthanc.
+
+    .venv/bin/python bench/import_throughput.py [--count 2000] [--sizes 64,128,256,512] [--skip-orthanc]
+
+Steps: generate N Part-10 instances (image sizes cycle through --sizes), upload them to fake-gcs-server,
+run ONE `dicomStores.import` of gs://bucket/prefix/**.dcm on the emulator through google-api-python-client
+and time it from the import POST until the client sees the operation done. Then POST the same files to
+Orthanc's REST API (`/instances`) with a few client threads. Orthanc cannot bind loopback only, so it and
+its client run inside a private network namespace: this script re-executes itself under `unshare -n`
+with --orthanc-only and reads back one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere: make the repo packages importable
+    sys.path.insert(0, str(ROOT))
+
+PROJECT, LOCATION, DATASET, STORE = "bench-project", "us-central1", "bench", "import"
+BUCKET, PREFIX = "import-bench", "incoming"
+ORTHANC_BINARY = "/usr/sbin/Orthanc"
+RESULT_MARKER = "ORTHANC_RESULT "
+POLL_INTERVAL = 0.02  # seconds between operation polls; bounds the timing error
+MB = 1024 * 1024
+
+
+# --- data --------------------------------------------------------------------------------------------
+
+
+def generate(files_dir: Path, count: int, sizes: tuple[int, ...]) -> int:
+    """Write `count` synthetic instances (10 per series, 2 series per study); return the total bytes."""
+    from local_stack.sample_data import synthetic_studies
+
+    per_study = 20
+    studies = -(-count // per_study)
+    total = 0
+    instances = synthetic_studies(studies, series_per_study=2, instances_per_series=per_study // 2, sizes=sizes)
+    for index, instance in zip(range(count), instances, strict=False):
+        (files_dir / f"{index:06d}.dcm").write_bytes(instance.data)
+        total += len(instance.data)
+    return total
+
+
+def upload(gcs_url: str, files: list[Path]) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    local = threading.local()
+
+    def put(path: Path) -> None:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = storage.Client(project=PROJECT, credentials=AnonymousCredentials(),
+                                                   client_options={"api_endpoint": gcs_url})
+        client.bucket(BUCKET).blob(f"{PREFIX}/{path.name}").upload_from_filename(
+            str(path), content_type="application/dicom")
+
+    storage.Client(project=PROJECT, credentials=AnonymousCredentials(),
+                   client_options={"api_endpoint": gcs_url}).create_bucket(BUCKET)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(put, files))
+
+
+def _process_tree_cpu(root: int) -> float:
+    """User+system CPU seconds of `root` and its live descendants (pool workers included), from /proc."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        pid, ppid = int(entry), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        times[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+# --- the emulator ------------------------------------------------------------------------------------
+
+
+def bench_emulator(gcs_url: str, gcs_pid: int | None, data_dir: Path, count: int) -> dict[str, Any]:
+    from google.auth.credentials import AnonymousCredentials
+    from googleapiclient import discovery
+
+    from healthcare_emulator import EmulatorServer
+
+    with EmulatorServer(data_dir=data_dir, storage_emulator_host=gcs_url) as server:
+        healthcare = discovery.build("healthcare", "v1", credentials=AnonymousCredentials(),
+                                     client_options={"api_endpoint": server.url}, cache_discovery=False)
+        datasets = healthcare.projects().locations().datasets()
+        dataset_name = f"projects/{PROJECT}/locations/{LOCATION}/datasets/{DATASET}"
+        store_name = f"{dataset_name}/dicomStores/{STORE}"
+        datasets.create(parent=f"projects/{PROJECT}/locations/{LOCATION}", datasetId=DATASET, body={}).execute()
+        datasets.dicomStores().create(parent=dataset_name, dicomStoreId=STORE, body={}).execute()
+
+        request = datasets.dicomStores().import_(name=store_name,
+                                                 body={"gcsSource": {"uri": f"gs://{BUCKET}/{PREFIX}/**.dcm"}})
+        cpu_before = (_process_tree_cpu(os.getpid()), _process_tree_cpu(gcs_pid) if gcs_pid else 0.0)
+        started = time.perf_counter()
+        operation = request.execute()
+        get = datasets.operations().get
+        while "done" not in operation:
+            time.sleep(POLL_INTERVAL)
+            operation = get(name=operation["name"]).execute()
+        elapsed = time.perf_counter() - started
+        cpu = (_process_tree_cpu(os.getpid()) - cpu_before[0],
+               (_process_tree_cpu(gcs_pid) - cpu_before[1]) if gcs_pid else 0.0)
+
+        counter = operation["metadata"].get("counter", {})
+        if "error" in operation or counter != {"success": str(count)}:
+            raise RuntimeError(f"import did not store every instance: {json.dumps(operation)[:2000]}")
+        metrics = datasets.dicomStores().getDICOMStoreMetrics(name=store_name).execute()
+        if metrics.get("instanceCount") != str(count):
+            raise RuntimeError(f"store holds {metrics.get('instanceCount')} instances, expected {count}")
+    return {"seconds": elapsed, "instances": count, "cpu_emulator": cpu[0], "cpu_gcs": cpu[1]}
+
+
+# --- Orthanc (inside `unshare -n`) ---------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGKILL the child when its parent dies, so nothing outlives a crashed bench."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _raise_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # run the `finally` blocks (stop Orthanc, remove its temp dir)
+
+
+def orthanc_child(files_dir: Path, threads: int) -> int:
+    """Runs inside the namespace: start Orthanc, POST every file, print one JSON result line."""
+    import requests
+
+    from local_stack.processes import free_port, http_ok, stop, wait_until_ready
+
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    files = sorted(files_dir.glob("*.dcm"))
+    work = Path(tempfile.mkdtemp(prefix="orthanc-bench-"))
+    process = None
+    try:
+        port = free_port()
+        config = {
+            "Name": "bench", "StorageDirectory": str(work / "db"), "IndexDirectory": str(work / "db"),
+            "HttpPort": port, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+            "DicomServerEnabled": False, "HttpThreadsCount": 10, "ConcurrentJobs": 2,
+        }
+        (work / "orthanc.json").write_text(json.dumps(config))
+        log = work / "orthanc.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen([ORTHANC_BINARY, str(work / "orthanc.json")], stdout=out,
+                                       stderr=subprocess.STDOUT, start_new_session=True,
+                                       preexec_fn=_die_with_parent)
+        base = f"http://127.0.0.1:{port}"
+        wait_until_ready(http_ok(f"{base}/system"), process, "Orthanc", log)
+
+        local = threading.local()
+
+        def post(path: Path) -> None:
+            session = getattr(local, "session", None)
+            if session is None:
+                session = local.session = requests.Session()
+            response = session.post(f"{base}/instances", data=path.read_bytes(),
+                                    headers={"Content-Type": "application/dicom"}, timeout=60)
+            response.raise_for_status()
+            if response.json().get("Status") != "Success":
+                raise RuntimeError(f"Orthanc did not store {path.name}: {response.text[:300]}")
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(post, files))
+        elapsed = time.perf_counter() - started
+
+        stored = requests.get(f"{base}/statistics", timeout=10).json()["CountInstances"]
+        if stored != len(files):
+            raise RuntimeError(f"Orthanc holds {stored} instances, expected {len(files)}")
+        version = requests.get(f"{base}/system", timeout=10).json().get("Version")
+        print(RESULT_MARKER + json.dumps({"seconds": elapsed, "instances": len(files), "threads": threads,
+                                          "version": version}), flush=True)
+        return 0
+    finally:
+        if process is not None:
+            stop(process)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_orthanc(files_dir: Path, threads: int) -> dict[str, Any]:
+    if not os.path.exists(ORTHANC_BINARY):
+        raise RuntimeError(f"{ORTHANC_BINARY} not found: apt-get install -y orthanc (or pass --skip-orthanc)")
+    argv = ["unshare", "-n", sys.executable, str(Path(__file__).resolve()), "--orthanc-only",
+            "--files", str(files_dir), "--orthanc-threads", str(threads)]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
+    try:
+        stdout, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:  # interrupted or timed out: let the child stop Orthanc itself
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    if process.returncode != 0:
+        raise RuntimeError(f"the Orthanc run failed (exit {process.returncode}); output:\n{stdout}")
+    for line in stdout.splitlines():
+        if line.startswith(RESULT_MARKER):
+            return dict(json.loads(line[len(RESULT_MARKER):]))
+    raise RuntimeError(f"the Orthanc run printed no result line; output:\n{stdout}")
+
+
+# --- main ----------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=2000, help="instances to import (default 2000)")
+    parser.add_argument("--sizes", default="64,128,256,512",
+                        help="comma-separated image sizes (rows = columns, 16-bit) cycled through")
+    parser.add_argument("--skip-orthanc", action="store_true", help="only measure the emulator")
+    parser.add_argument("--orthanc-threads", type=int, default=4, help="client threads POSTing to Orthanc")
+    parser.add_argument("--orthanc-only", action="store_true", help=argparse.SUPPRESS)  # the netns child
+    parser.add_argument("--files", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.orthanc_only:
+        return orthanc_child(args.files, args.orthanc_threads)
+
+    from local_stack.fake_gcs import FakeGcsServer
+
+    sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
+    print(f"cpus: {os.cpu_count()}  load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    with tempfile.TemporaryDirectory(prefix="import-bench-") as tmp:
+        files_dir = Path(tmp) / "files"
+        files_dir.mkdir()
+        t = time.perf_counter()
+        total = generate(files_dir, args.count, sizes)
+        files = sorted(files_dir.glob("*.dcm"))
+        print(f"generated {len(files)} instances, sizes {'/'.join(map(str, sizes))} px, {total / MB:.1f} MB"
+              f" in {time.perf_counter() - t:.1f} s")
+
+        with FakeGcsServer() as gcs:
+            t = time.perf_counter()
+            upload(gcs.url, files)
+            print(f"uploaded to fake-gcs-server in {time.perf_counter() - t:.1f} s")
+            gcs_process = getattr(gcs, "_process", None)  # only for CPU accounting
+            ours = bench_emulator(gcs.url, gcs_process.pid if gcs_process else None, Path(tmp) / "emulator",
+                                  len(files))
+        rate = ours["instances"] / ours["seconds"]
+        print(f"emulator import: {ours['instances']} instances in {ours['seconds']:.2f} s ="
+              f" {rate:.0f} instances/s, {total / MB / ours['seconds']:.1f} MB/s")
+        print(f"  CPU during the import: emulator process tree {ours['cpu_emulator']:.2f} s,"
+              f" fake-gcs-server {ours['cpu_gcs']:.2f} s (of {ours['seconds'] * (os.cpu_count() or 1):.2f} s"
+              " available)")
+
+        if not args.skip_orthanc:
+            theirs = bench_orthanc(files_dir, args.orthanc_threads)
+            orthanc_rate = theirs["instances"] / theirs["seconds"]
+            print(f"Orthanc {theirs['version']} POST /instances ({theirs['threads']} client threads):"
+                  f" {theirs['instances']} instances in {theirs['seconds']:.2f} s = {orthanc_rate:.0f} instances/s,"
+                  f" {total / MB / theirs['seconds']:.1f} MB/s")
+            print(f"ratio emulator/Orthanc: {rate / orthanc_rate:.2f}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
