@@ -371,13 +371,13 @@ def search(
     *,
     study_uid: str | None = None,
     series_uid: str | None = None,
-    relational: bool = False,
+    upper_levels: tuple[str, ...] = (),
 ) -> SearchResult:
     """Run a QIDO query at `level` over `records` (in UID order).
 
     `records` must hold whole studies, so counts are right; study_uid/series_uid restrict the results
-    to the path's scope. `relational` adds the higher levels' default attributes (PS3.18 10.6.3.3), as
-    for /series, /instances and /studies/{study}/instances.
+    to the path's scope. `upper_levels` are the higher levels whose default attributes results carry too
+    (PS3.18 10.6.3.3): study for /series, study and series for /instances, series for /studies/{s}/instances.
     """
     studies: dict[str, dict[str, list[_Instance]]] = {}
     for record in records:
@@ -424,9 +424,9 @@ def search(
     remaining = len(matched) - query.offset - len(selected)
     if remaining > 0 and (query.limit is None or query.limit > maximum):
         warnings.append(f"There are {remaining} additional results that can be requested")
-    tags = _result_tags(query, level, relational)
-    return SearchResult([_project(view, tags, query.include_all, level, relational) for view in selected],
-                        warnings)
+    levels = {level, *upper_levels}
+    tags = _result_tags(query, levels)
+    return SearchResult([_project(view, tags, query.include_all, level, levels) for view in selected], warnings)
 
 
 def _study_computed(study_uid: str, series_map: dict[str, list[_Instance]], url_for: UrlFor) -> dict[str, Any]:
@@ -464,16 +464,9 @@ def _first_match(views: Iterable[dict[str, Any]], filters: list[Filter]) -> dict
     return None
 
 
-def _levels(level: str, relational: bool) -> set[str]:
-    """The levels whose attributes a result carries: its own, plus the higher ones for relational queries."""
-    if not relational:
-        return {level}
-    return {STUDY, SERIES} if level == SERIES else {STUDY, SERIES, INSTANCE} if level == INSTANCE else {STUDY}
-
-
-def _result_tags(query: Query, level: str, relational: bool) -> set[str]:
+def _result_tags(query: Query, levels: set[str]) -> set[str]:
     tags: set[str] = set()
-    for each in _levels(level, relational):
+    for each in levels:
         tags |= set(DEFAULT_ATTRIBUTES[each])
     tags |= {f.attribute.top for f in query.filters}  # matching keys are always returned (PS3.18 10.6.3.3)
     tags |= set(query.include)
@@ -489,11 +482,10 @@ def _level_of(tag: str) -> str:
 
 
 def _project(view: dict[str, Any], tags: set[str], include_all: bool, level: str,
-             relational: bool) -> dict[str, Any]:
+             levels: set[str]) -> dict[str, Any]:
     """The result object: requested tags in ascending order, without file meta and bulk data."""
     wanted = set(tags)
     if include_all:
-        levels = _levels(level, relational)
         for tag in view:
             if tag == TAG_RETRIEVE_URL:
                 continue  # already in the defaults, and only the entity's own URL is in the view

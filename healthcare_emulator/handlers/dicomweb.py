@@ -147,7 +147,7 @@ def _match(pattern: tuple[str, ...], segments: list[str]) -> tuple[dict[str, str
 # --- QIDO-RS -----------------------------------------------------------------------------------------
 
 
-def _search(level: str, relational: bool) -> Handler:
+def _search(level: str, *upper_levels: str) -> Handler:
     def run(context: _Context, uids: dict[str, str], rest: list[str]) -> Response:
         _negotiate_json(context.request)
         query = qido.parse_query(parse_qsl(context.request.query_string, keep_blank_values=True))
@@ -162,7 +162,7 @@ def _search(level: str, relational: bool) -> Handler:
         else:
             records = storage.find_instances(context.store_id)
         found = qido.search(records, query, level, context.url, study_uid=study, series_uid=series,
-                            relational=relational)
+                            upper_levels=upper_levels)
         headers = {}
         if found.warnings:
             headers["Warning"] = ", ".join(f"299 {context.service}: {text}" for text in found.warnings)
@@ -552,18 +552,18 @@ def _delete(context: _Context, uids: dict[str, str], rest: list[str]) -> Respons
 
 _INSTANCE = ("studies", "{study}", "series", "{series}", "instances", "{instance}")
 _ROUTES: list[tuple[tuple[str, ...], dict[str, Handler]]] = [
-    (("studies",), {"GET": _search(qido.STUDY, False), "POST": _store}),
-    (("series",), {"GET": _search(qido.SERIES, True)}),
-    (("instances",), {"GET": _search(qido.INSTANCE, True)}),
+    (("studies",), {"GET": _search(qido.STUDY), "POST": _store}),
+    (("series",), {"GET": _search(qido.SERIES, qido.STUDY)}),
+    (("instances",), {"GET": _search(qido.INSTANCE, qido.STUDY, qido.SERIES)}),
     (("studies", "{study}"), {"GET": _retrieve, "POST": _store, "DELETE": _delete}),
     (("studies", "{study}", "metadata"), {"GET": _metadata}),
     (("studies", "{study}", "rendered"), {"GET": _rendered}),
-    (("studies", "{study}", "series"), {"GET": _search(qido.SERIES, False)}),
-    (("studies", "{study}", "instances"), {"GET": _search(qido.INSTANCE, True)}),
+    (("studies", "{study}", "series"), {"GET": _search(qido.SERIES)}),
+    (("studies", "{study}", "instances"), {"GET": _search(qido.INSTANCE, qido.SERIES)}),
     (("studies", "{study}", "series", "{series}"), {"GET": _retrieve, "DELETE": _delete}),
     (("studies", "{study}", "series", "{series}", "metadata"), {"GET": _metadata}),
     (("studies", "{study}", "series", "{series}", "rendered"), {"GET": _rendered}),
-    (("studies", "{study}", "series", "{series}", "instances"), {"GET": _search(qido.INSTANCE, False)}),
+    (("studies", "{study}", "series", "{series}", "instances"), {"GET": _search(qido.INSTANCE)}),
     (_INSTANCE, {"GET": _retrieve, "DELETE": _delete}),
     ((*_INSTANCE, "metadata"), {"GET": _metadata}),
     ((*_INSTANCE, "rendered"), {"GET": _rendered}),

@@ -193,7 +193,9 @@ def test_qido_levels_counts_and_default_attributes(client, studies):
     first = studies[0]
     scoped = client.search_for_instances(first.study_uid, first.series_uid)
     assert len(scoped) == 2 and "00100020" not in scoped[0]
-    assert len(client.search_for_instances(first.study_uid)) == 4
+    in_study = client.search_for_instances(first.study_uid)
+    assert len(in_study) == 4
+    assert _value(in_study[0], "0020000E") is not None and "00100020" not in in_study[0]  # series level added
 
 
 def test_qido_matching(client, studies):
