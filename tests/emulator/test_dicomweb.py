@@ -158,6 +158,17 @@ def test_stow_to_a_study_rejects_instances_of_other_studies(web, client):
     assert [_value(s, "0020000D") for s in client.search_for_studies()] == [mine.study_uid]
 
 
+def test_stow_larger_than_one_chunk_uses_chunked_transfer_encoding(client):
+    # dicomweb-client switches to Transfer-Encoding: chunked above its 1 MB chunk size.
+    instances = list(synthetic_studies(studies=1, series_per_study=1, instances_per_series=3, sizes=(512,)))
+    assert sum(len(i.data) for i in instances) > 10**6
+    response = client.store_instances([_dataset(i) for i in instances])
+    assert len(response.ReferencedSOPSequence) == 3
+    first = instances[0]
+    assert client.retrieve_instance(first.study_uid, first.series_uid, first.sop_uid).PixelData == _dataset(
+        first).PixelData
+
+
 def test_stow_with_dicomweb_client_to_a_study_path(client):
     instance = synthetic_instance(seed=7)
     response = client.store_instances([_dataset(instance)], study_instance_uid=instance.study_uid)
