@@ -127,8 +127,9 @@ def _resolve(path: str) -> tuple[dict[str, Handler], dict[str, str], list[str]]:
 
 def _match(pattern: tuple[str, ...], segments: list[str]) -> tuple[dict[str, str], list[str]] | None:
     """UIDs and the remaining parameters (frame list, bulk data path) when `segments` fit `pattern`."""
-    tail = pattern[-1] == "{rest}"
-    if len(segments) < len(pattern) if tail else len(segments) != len(pattern):
+    tail = pattern[-1] == "{rest}"  # {rest} takes one or more trailing segments
+    fits = len(segments) >= len(pattern) if tail else len(segments) == len(pattern)
+    if not fits:
         return None
     if any(not segment for segment in segments):
         return None  # empty segments (a//b, trailing slash) name no resource
