@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,7 +45,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         raw_path, _, query = self.path.partition("?")
-        host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
+        host = self.headers.get("Host") or str(self.server.server_address[0])
+        if not re.search(r":\d+$", host):
+            # Some clients (dicomweb-client on GET) omit the port; URLs we hand back must carry it.
+            host = f"{host}:{self.server.server_address[1]}"
         try:
             body = self._read_body()
         except (ValueError, PayloadTooLarge) as exc:

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -72,7 +72,7 @@ class _Context:
     @property
     def service(self) -> str:
         """The DICOMweb service root the client used, for RetrieveURL and BulkDataURI values."""
-        return f"{_origin(self.app, self.request)}/{self.request.version}/{self.store}/dicomWeb"
+        return f"{self.request.base_url}/{self.request.version}/{self.store}/dicomWeb"
 
     def url(self, study: str, series: str | None = None, instance: str | None = None) -> str:
         url = f"{self.service}/studies/{study}"
@@ -84,20 +84,6 @@ class _Context:
 
 
 Handler = Callable[[_Context, dict[str, str], list[str]], Response]
-
-
-def _origin(app: Emulator, request: Request) -> str:
-    """scheme://host:port for URLs we hand back.
-
-    dicomweb-client sends `Host: 127.0.0.1` without the port on GETs, so a Host without a port would make
-    every BulkDataURI and RetrieveURL point at port 80; then the emulator's own port is the better guess.
-    """
-    parsed = urlsplit(request.base_url)
-    if parsed.port is None:
-        own = urlsplit(app.public_url())
-        if own.port is not None:
-            return f"{parsed.scheme}://{parsed.netloc}:{own.port}"
-    return request.base_url
 
 
 # --- routing -----------------------------------------------------------------------------------------
