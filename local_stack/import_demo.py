@@ -16,6 +16,7 @@ import tempfile
 import time
 
 import requests
+from dicomweb_client.api import DICOMwebClient
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from googleapiclient import discovery
@@ -85,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nstore {store_name}\n  {metrics.get('studyCount', '0')} studies, {metrics.get('seriesCount', '0')}"
               f" series, {metrics.get('instanceCount', '0')} instances,"
               f" {int(metrics.get('blobStorageSizeBytes', '0')) / 1e6:.1f} MB")
+        dicomweb = DICOMwebClient(url=f"{emulator.url}/v1/{store_name}/dicomWeb")
+        studies = dicomweb.search_for_studies(fields=["ModalitiesInStudy", "NumberOfStudyRelatedInstances"])
+        print(f"\nQIDO-RS {emulator.url}/v1/{store_name}/dicomWeb/studies -> {len(studies)} studies")
+        for study in studies[:5]:
+            print(f"  {study['0020000D']['Value'][0]}  modalities {','.join(study['00080061']['Value'])}"
+                  f"  instances {study['00201208']['Value'][0]}")
         expected_failures = {"no_meta.dcm", "MR_truncated.dcm", "meta_missing_tsyntax.dcm"}
         ok = int(counter.get("success", "0")) == len(synthetic) + len(corpus) - len(expected_failures)
         if args.keep_running:
