@@ -128,8 +128,8 @@ def bench_emulator(gcs_url: str, gcs_pid: int | None, data_dir: Path, count: int
             time.sleep(POLL_INTERVAL)
             operation = get(name=operation["name"]).execute()
         elapsed = time.perf_counter() - started
-        cpu = (_process_tree_cpu(os.getpid()) - cpu_before[0],
-               (_process_tree_cpu(gcs_pid) - cpu_before[1]) if gcs_pid else 0.0)
+        gcs_cpu = (_process_tree_cpu(gcs_pid) - cpu_before[1]) if gcs_pid else 0.0
+        cpu = (_process_tree_cpu(os.getpid()) - cpu_before[0] - gcs_cpu, gcs_cpu)  # fake-gcs is our child
 
         counter = operation["metadata"].get("counter", {})
         if "error" in operation or counter != {"success": str(count)}:

@@ -2,14 +2,32 @@
 
 Both paths parse each instance once (validation + DICOM JSON metadata), stage its bytes in a file and
 commit batches to the index. An instance counts as a success only after its batch is committed.
+
+Import speed: reading, parsing and staging is CPU-bound Python that threads cannot spread over cores
+(the GIL), so large imports hand it to a pool of worker processes. A worker reads an object, parses
+it, writes the staging file and returns only the small ParsedInstance; this process commits batches
+to SQLite. Small imports (the pipeline imports one object per upload) stay in threads, and so do the
+first objects of a large one while the workers start.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import ctypes
+import logging
+import multiprocessing
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+import select
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any
 
 from .dicom import InvalidDicom, ParsedInstance, parse_instance
 from .errors import InvalidArgument, NotFound
@@ -17,12 +35,25 @@ from .gcs import GcsReader, ObjectPattern
 from .operations import OperationContext, now_rfc3339
 from .storage import CONFLICT, STORED, StagedInstance, Storage
 
+logger = logging.getLogger(__name__)
+
 CHECKSUM_MISMATCH = (
     "An instance already exists in this DICOM Store with the same Study/Series/SOPInstance UID,"
     " but the DICOM files differ (checksum mismatch)"
 )
 _BATCH = 64  # instances per index transaction during import
-_READERS = max(4, (os.cpu_count() or 2) * 2)  # parallel object reads; parsing shares the GIL
+_READERS = max(4, (os.cpu_count() or 2) * 2)  # threads staging here; parsing shares the GIL
+_POOL_MIN_OBJECTS = 256  # smaller imports finish in threads before workers would be of use
+_POOL_WORKERS = min(8, max(2, os.cpu_count() or 2))  # each worker holds pydicom and a few objects
+_POOL_TASK = 8  # objects per worker task: amortizes the pool's per-task pickling and wake-ups
+_POOL_IN_FLIGHT = 3  # tasks queued per worker, so none waits for this process between tasks
+_WARM_UP_IN_FLIGHT = 4  # objects staged here while the workers start (~0.3 s, mostly one core)
+_POOL_IDLE_SECONDS = 30.0  # workers stay for follow-up imports, then exit
+
+# One object to stage: (object name, staging file path).
+Job = tuple[str, str]
+# What became of it: (object name, the staged instance or why the object failed).
+Outcome = tuple[str, StagedInstance | str]
 
 
 @dataclass(frozen=True)
@@ -38,8 +69,13 @@ class Ingest:
     def __init__(self, storage: Storage, reader: GcsReader | None = None):
         self._storage = storage
         self._reader = reader or GcsReader()
+        self._pool = _WorkerPool()
         # Called with (store name, results, action) after each commit; part 2 (notifications) hooks in here.
         self.listeners: list[StoredListener] = []
+
+    def close(self) -> None:
+        """Stop the import worker processes now (otherwise they exit after _POOL_IDLE_SECONDS idle)."""
+        self._pool.close()
 
     def _notify(self, store_name: str, results: list[StoreResult], action: str) -> None:
         for listener in self.listeners:
@@ -65,10 +101,26 @@ class Ingest:
             if not objects:
                 raise NotFound(f"no Cloud Storage objects match {pattern.uri}")
             context.add(pending=len(objects))
-            for batch in _batches(self._stage_all(pattern.bucket, [o.name for o in objects], storage_class,
-                                                  context), _BATCH):
-                self._commit_batch(store_name, store_id, pattern.bucket, batch, context)
-                context.check_cancelled()
+            outcomes = self._stage_all(pattern.bucket, [o.name for o in objects], storage_class, context)
+            batch: list[tuple[str, StagedInstance]] = []
+            try:
+                for name, staged in outcomes:
+                    if isinstance(staged, str):
+                        context.add(failure=1, pending=-1)
+                        context.log("ERROR", staged, resource=f"gs://{pattern.bucket}/{name}")
+                        continue
+                    batch.append((name, staged))
+                    if len(batch) >= _BATCH:
+                        self._commit_batch(store_name, store_id, pattern.bucket, batch, context)
+                        batch = []
+                        context.check_cancelled()
+                if batch:
+                    self._commit_batch(store_name, store_id, pattern.bucket, batch, context)
+                    batch = []
+            finally:
+                outcomes.close()  # on cancel or error: stop staging and remove what was staged but not committed
+                _discard(batch)
+            context.check_cancelled()
             failures = context.counters["failure"]
             if failures:
                 raise InvalidArgument(
@@ -79,41 +131,114 @@ class Ingest:
         return run
 
     def _stage_all(self, bucket: str, names: list[str], storage_class: str,
-                   context: OperationContext) -> Iterator[tuple[str, StagedInstance]]:
-        """Read, parse and stage objects in parallel; yield the good ones, count and log the bad ones."""
-        with ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="import-read") as pool:
-            pending: set[Future[tuple[str, StagedInstance | str]]] = set()
-            queue = iter(names)
-            for name in queue:
-                pending.add(pool.submit(self._stage_one, bucket, name, storage_class))
-                if len(pending) >= _READERS * 4:
-                    break
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    name, staged = future.result()
-                    if isinstance(staged, str):
-                        context.add(failure=1, pending=-1)
-                        context.log("ERROR", staged, resource=f"gs://{bucket}/{name}")
-                    else:
-                        yield name, staged
-                    if not context.cancel_requested:
-                        next_name = next(queue, None)
-                        if next_name is not None:
-                            pending.add(pool.submit(self._stage_one, bucket, next_name, storage_class))
+                   context: OperationContext) -> Generator[Outcome, None, None]:
+        """Read, parse and stage objects in parallel; yield each one's outcome as it finishes."""
+        # Workers rebuild the reader from its emulator host, so only a plain GcsReader can go to them.
+        use_workers = len(names) >= _POOL_MIN_OBJECTS and type(self._reader) is GcsReader
+        host = self._reader.emulator_host
 
-    def _stage_one(self, bucket: str, name: str, storage_class: str) -> tuple[str, StagedInstance | str]:
+        def stage_here(jobs: list[Job]) -> list[Outcome]:
+            return [_stage_object(self._reader, bucket, name, path, storage_class) for name, path in jobs]
+
+        with contextlib.ExitStack() as stack:
+            threads = stack.enter_context(ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="import-read"))
+            here = _Lane(lambda jobs: threads.submit(stage_here, jobs), chunk=1, in_flight=_READERS * 4)
+            lanes = [here]
+            if use_workers:
+                workers = stack.enter_context(self._pool.use())
+                pool = workers.executor
+                lanes.append(_Lane(lambda jobs: pool.submit(_stage_in_worker, host, bucket, jobs, storage_class),
+                                   chunk=_POOL_TASK, in_flight=_POOL_WORKERS * _POOL_IN_FLIGHT,
+                                   workers=workers, starting=workers.started))
+                here.in_flight = _WARM_UP_IN_FLIGHT  # while the workers start, keep one core busy here
+            yield from self._run_lanes(lanes, names, context)
+
+    def _run_lanes(self, lanes: list[_Lane], names: list[str],
+                   context: OperationContext) -> Generator[Outcome, None, None]:
+        """Feed `names` to the open lanes within each one's in-flight bound; stop feeding on cancel.
+
+        The worker lane opens once its pool has started, which closes the thread lane. If the pool fails
+        (a worker killed, or a __main__ the workers cannot import), its objects go back to the queue and
+        threads finish the import. If the consumer stops early (cancel, error), running tasks are waited
+        for and every staging file not handed out is removed, leaving nothing for the next start's sweep.
+        """
+        here, pooled = lanes[0], lanes[1] if len(lanes) > 1 else None
+        queue = deque(names)
+        owners: dict[Future[list[Outcome]], tuple[_Lane, list[Job]]] = {}
+        ready: deque[Outcome] = deque()
+
+        def fall_back(exc: BaseException, jobs: list[Job]) -> None:
+            assert pooled is not None and pooled.workers is not None
+            if pooled.open:
+                logger.warning("import worker pool failed (%s: %s); continuing in threads", type(exc).__name__, exc)
+                self._pool.discard(pooled.workers)
+            pooled.open, pooled.starting = False, None
+            here.open, here.in_flight = True, _READERS * 4
+            _discard_jobs(jobs)
+            queue.extendleft(name for name, _ in reversed(jobs))
+
+        def feed() -> None:
+            fed = True
+            while fed:  # again after a fall-back, which reopens the thread lane
+                fed = False
+                for lane in lanes:
+                    while (lane.open and lane.starting is None and lane.running < lane.in_flight and queue
+                           and not context.cancel_requested):
+                        jobs = [(queue.popleft(), self._storage.staging_file())
+                                for _ in range(min(lane.chunk, len(queue)))]
+                        try:
+                            future = lane.submit(jobs)
+                        except (BrokenProcessPool, RuntimeError) as exc:  # RuntimeError: pool already shut down
+                            if lane is not pooled:
+                                raise
+                            fall_back(exc, jobs)
+                            continue
+                        owners[future] = (lane, jobs)
+                        lane.running += 1
+                        fed = True
+
         try:
-            data = self._reader.read(bucket, name)
-        except Exception as exc:  # the object may vanish or the read may fail; that file fails alone
-            return name, f"could not read the object: {type(exc).__name__}: {exc}"
-        if not data:
-            return name, "not a DICOM file: the object is empty"
-        try:
-            parsed = parse_instance(data)
-        except InvalidDicom as exc:
-            return name, str(exc)
-        return name, StagedInstance(parsed, self._storage.stage(data), storage_class)
+            feed()
+            while owners or (pooled is not None and pooled.starting is not None and queue):
+                waiting: set[Future[Any]] = set(owners)
+                if pooled is not None and pooled.starting is not None:
+                    waiting.add(pooled.starting)
+                done, _ = wait(waiting, return_when=FIRST_COMPLETED)
+                if pooled is not None and pooled.starting is not None and pooled.starting in done:
+                    start_error = pooled.starting.exception()
+                    if start_error is None:
+                        pooled.starting, here.open = None, False
+                    else:
+                        fall_back(start_error, [])
+                error: BaseException | None = None
+                for future in done:
+                    if future not in owners:
+                        continue
+                    lane, jobs = owners.pop(future)
+                    lane.running -= 1
+                    exc = CancelledError() if future.cancelled() else future.exception()
+                    if exc is None:
+                        ready.extend(future.result())
+                    elif lane is pooled and isinstance(exc, (BrokenProcessPool, CancelledError)):
+                        fall_back(exc, jobs)  # CancelledError: another import shut the broken pool down
+                    elif error is None:
+                        error = exc
+                if error is not None:
+                    raise error
+                feed()
+                while ready:
+                    yield ready.popleft()
+        finally:
+            for future in owners:
+                future.cancel()
+            for future, (_, jobs) in owners.items():
+                if future.cancelled():
+                    _discard_jobs(jobs)
+                elif future.exception() is None:
+                    ready.extend(future.result())
+                else:
+                    _discard_jobs(jobs)
+            _discard(ready)
 
     def _commit_batch(self, store_name: str, store_id: int, bucket: str,
                       batch: list[tuple[str, StagedInstance]], context: OperationContext) -> None:
@@ -132,16 +257,234 @@ class Ingest:
             self._notify(store_name, stored, "ImportDicomData")
 
 
+@dataclass
+class _Lane:
+    """One way of staging objects: threads of this process, or the worker pool."""
+
+    submit: Callable[[list[Job]], Future[list[Outcome]]]
+    chunk: int  # objects per task
+    in_flight: int  # tasks submitted and not finished, at most
+    workers: _Workers | None = None  # the pool this lane feeds, if any
+    starting: Future[None] | None = None  # not fed until this is done (the pool is starting)
+    open: bool = True
+    running: int = 0
+
+
+def _stage_object(reader: GcsReader, bucket: str, name: str, staging_path: str, storage_class: str) -> Outcome:
+    """Read, validate and parse one object, then write its bytes to `staging_path`.
+
+    A file that cannot be read or parsed fails alone (its outcome is the reason); a failure to write
+    the staging file is the store's problem and raises.
+    """
+    try:
+        data = reader.read(bucket, name)
+    except Exception as exc:  # the object may vanish or the read may fail; that file fails alone
+        return name, f"could not read the object: {type(exc).__name__}: {exc}"
+    if not data:
+        return name, "not a DICOM file: the object is empty"
+    try:
+        parsed = parse_instance(data)
+    except InvalidDicom as exc:
+        return name, str(exc)
+    with open(staging_path, "wb") as fh:
+        fh.write(data)
+    return name, StagedInstance(parsed, staging_path, storage_class)
+
+
+def _discard_jobs(jobs: Iterable[Job]) -> None:
+    """Remove the staging files a failed task may have written."""
+    for _, path in jobs:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _discard(outcomes: Iterable[Outcome]) -> None:
+    """Remove the staging files of outcomes that will not be committed."""
+    for _, item in outcomes:
+        if isinstance(item, StagedInstance):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(item.staging_path)
+
+
 def _instance_path(parsed: ParsedInstance) -> str:
     return f"studies/{parsed.study_uid}/series/{parsed.series_uid}/instances/{parsed.sop_uid}"
 
 
-def _batches(items: Iterator[tuple[str, StagedInstance]], size: int) -> Iterator[list[tuple[str, StagedInstance]]]:
-    batch: list[tuple[str, StagedInstance]] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+# --- worker processes -------------------------------------------------------------------------------
+
+_worker_readers: dict[str | None, GcsReader] = {}
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
+
+
+def _stage_in_worker(emulator_host: str | None, bucket: str, jobs: list[Job], storage_class: str) -> list[Outcome]:
+    """Runs in a worker process: stage each job; the outcomes travel back pickled (see ParsedInstance)."""
+    reader = _worker_readers.get(emulator_host)
+    if reader is None:  # one reader (and kept-alive connection) per emulator host for the worker's life
+        reader = _worker_readers[emulator_host] = GcsReader(emulator_host)
+    return [_stage_object(reader, bucket, name, path, storage_class) for name, path in jobs]
+
+
+def _init_worker(emulator_pid: int) -> None:
+    _exit_with(emulator_pid)
+    _keep_freed_memory()
+
+
+def _exit_with(pid: int) -> None:
+    """Exit as soon as process `pid` (the emulator) is gone, however it ended.
+
+    Needed for kill -9: orphaned workers hold the fork server's liveness pipe open and wait forever on
+    their task queue, so without this the workers, the fork server and its resource tracker all linger.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)  # Linux >= 5.3: readable once the process has exited
+    except ProcessLookupError:
+        os._exit(0)
+    except (AttributeError, OSError):
+        pidfd = None
+
+    def watch() -> None:
+        if pidfd is not None:
+            select.select([pidfd], [], [])
+        else:
+            while _alive(pid):
+                time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-emulator", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _keep_freed_memory() -> None:
+    """Let glibc keep freed memory for reuse instead of mapping and faulting in every object body anew.
+
+    Each object's bytes are one allocation above glibc's mmap threshold, so by default every object
+    costs an mmap, an munmap and ~55 page faults (measured); raising the thresholds removes them.
+    """
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 128 << 20)
+
+
+def _worker_pid() -> int:
+    return os.getpid()
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """forkserver: workers fork from a clean, single-threaded server that imported pydicom once.
+
+    Not plain fork: this process has threads (HTTP server, SQLite, operations) that fork would copy
+    mid-flight. Not spawn: every worker would pay the ~0.3 s CPU of importing pydicom and this package.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+@dataclass(frozen=True)
+class _Workers:
+    executor: ProcessPoolExecutor
+    started: Future[None]  # done when every worker process is up (or failed, with the error)
+
+
+class _WorkerPool:
+    """The process pool of one Ingest: started on first use, in the background, and stopped when idle."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._workers: _Workers | None = None
+        self._users = 0
+        self._idle_timer: threading.Timer | None = None
+        _pools.add(self)
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[_Workers]:
+        with self._lock:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
+            if self._workers is None:
+                self._workers = _start_workers()
+            workers = self._workers
+            self._users += 1
+        try:
+            yield workers
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0 and self._workers is not None:
+                self._idle_timer = threading.Timer(_POOL_IDLE_SECONDS, self._stop_if_idle)
+                self._idle_timer.daemon = True
+                self._idle_timer.start()
+
+    def _stop_if_idle(self) -> None:
+        with self._lock:
+            if self._users:
+                return
+            workers, self._workers, self._idle_timer = self._workers, None, None
+        if workers is not None:
+            workers.executor.shutdown(wait=True)
+
+    def discard(self, workers: _Workers) -> None:
+        """Forget a failed pool (unless already replaced); the next import starts a new one."""
+        with self._lock:
+            if self._workers is workers:
+                self._workers = None
+        workers.executor.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
+            workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.executor.shutdown(wait=True, cancel_futures=True)
+
+
+_pools: weakref.WeakSet[_WorkerPool] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_pools() -> None:
+    """Stop the workers of emulators never closed, so their semaphores are released cleanly."""
+    for pool in list(_pools):
+        pool.close()
+
+
+def _start_workers() -> _Workers:
+    """Create the pool and start its processes from a background thread.
+
+    Submitting the first tasks is what starts the processes, and it blocks until the fork server has
+    imported pydicom: done here, that wait does not hold up the import, which stages in threads meanwhile.
+    """
+    executor = ProcessPoolExecutor(_POOL_WORKERS, mp_context=_worker_context(), initializer=_init_worker,
+                                   initargs=(os.getpid(),))
+    started: Future[None] = Future()
+
+    def start() -> None:
+        try:
+            pings = [executor.submit(_worker_pid) for _ in range(_POOL_WORKERS)]
+            for ping in pings:
+                ping.result()
+        except BaseException as exc:  # handed to the import, which then falls back to threads
+            started.set_exception(exc)
+        else:
+            started.set_result(None)
+
+    threading.Thread(target=start, name="import-pool-start", daemon=True).start()
+    return _Workers(executor, started)

@@ -1,0 +1,144 @@
+"""Large imports go through worker processes: same outcomes as in threads, clean fall-back and cancellation."""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from healthcare_emulator import ingest as ingest_module
+from healthcare_emulator.dicom import parse_instance
+from healthcare_emulator.gcs import GcsReader, parse_object_pattern
+from healthcare_emulator.ingest import CHECKSUM_MISMATCH, Ingest
+from healthcare_emulator.operations import Cancelled, OperationContext
+from healthcare_emulator.storage import Storage
+from local_stack.sample_data import synthetic_instance, synthetic_studies
+
+pytestmark = pytest.mark.integration
+
+COUNT = 300  # above ingest._POOL_MIN_OBJECTS, so the import uses the worker pool
+
+
+@pytest.fixture(scope="module")
+def mixed_bucket(gcs_client):  # type: ignore[no-untyped-def]
+    """COUNT good instances plus a duplicate, a conflict and three broken objects."""
+    bucket = gcs_client.create_bucket(f"workers-{uuid.uuid4().hex[:10]}")
+    instances = list(synthetic_studies(studies=COUNT // 10, series_per_study=2, instances_per_series=5))
+    assert len(instances) == COUNT
+    for index, instance in enumerate(instances):
+        bucket.blob(f"set/{index:04d}.dcm").upload_from_string(instance.data)
+    first, second, third = instances[0], instances[1], instances[2]
+    changed = synthetic_instance(second.study_uid, second.series_uid, second.sop_uid, seed=99)
+    bucket.blob("set/dup.dcm").upload_from_string(first.data)
+    bucket.blob("set/changed.dcm").upload_from_string(changed.data)
+    bucket.blob("set/empty.dcm").upload_from_string(b"")
+    bucket.blob("set/text.dcm").upload_from_string(b"not DICOM at all")
+    bucket.blob("set/truncated.dcm").upload_from_string(third.data[: len(third.data) // 2])
+    return bucket, {f"set/{i:04d}.dcm": instance.data for i, instance in enumerate(instances)}
+
+
+@pytest.fixture
+def store(tmp_path, fake_gcs) -> Iterator[tuple[Storage, Ingest, int]]:  # type: ignore[no-untyped-def]
+    storage = Storage(tmp_path / "data")
+    storage.create_store("s", "d", {})
+    ingest = Ingest(storage, GcsReader(fake_gcs.url))
+    yield storage, ingest, storage.get_store("s")[0]
+    ingest.close()
+
+
+def run_import(ingest: Ingest, store_id: int, uri: str, tmp_path, context=None) -> OperationContext:  # type: ignore[no-untyped-def]
+    context = context or OperationContext("op", str(tmp_path / f"log-{uuid.uuid4().hex}.jsonl"))
+    try:
+        ingest.import_job("s", store_id, parse_object_pattern(uri), "STANDARD")(context)
+    except Exception as exc:  # the job ends with an error when some files failed, like the operation
+        context.error = exc  # type: ignore[attr-defined]
+    return context
+
+
+def log_entries(context: OperationContext) -> dict[str, str]:
+    import json
+
+    with open(context._log_path, encoding="utf-8") as fh:
+        return {json.loads(line)["resource"].rsplit("/", 1)[1]: json.loads(line)["message"] for line in fh}
+
+
+def test_a_large_import_through_workers_stores_fails_and_counts_like_threads(store, mixed_bucket, tmp_path):
+    storage, ingest, store_id = store
+    bucket, originals = mixed_bucket
+
+    context = run_import(ingest, store_id, f"gs://{bucket.name}/set/*.dcm", tmp_path)
+
+    assert ingest._pool._workers is not None  # the worker pool did the work
+    # dup.dcm is an identical duplicate (a success); base 0001 and changed.dcm conflict: one of them fails.
+    assert context.counters["success"] == COUNT + 1
+    assert context.counters["failure"] == 4
+    assert context.counters["pending"] == 0
+    failed = log_entries(context)
+    assert "DICM" in failed["text.dcm"] and "empty" in failed["empty.dcm"]
+    assert "truncated" in failed["truncated.dcm"] or "unparsable" in failed["truncated.dcm"]
+    assert [name for name, reason in failed.items() if reason == CHECKSUM_MISMATCH] in (["0001.dcm"], ["changed.dcm"])
+    records = storage.find_instances(store_id)
+    assert len(records) == COUNT
+    assert not any(storage.staging_dir.iterdir())
+    # What workers computed is what this process computes.
+    by_sop = {record.sop_uid: record for record in records}
+    for data in list(originals.values())[3:20]:
+        parsed = parse_instance(data)
+        record = by_sop[parsed.sop_uid]
+        assert (record.metadata, record.sha256, record.size) == (parsed.metadata_json(), parsed.sha256, parsed.size)
+        assert storage.blob_path(store_id, record.sha256).read_bytes() == data
+
+
+def test_a_broken_worker_pool_falls_back_to_threads(store, mixed_bucket, tmp_path, monkeypatch):
+    storage, ingest, store_id = store
+    bucket, _ = mixed_bucket
+    # The start-up ping now kills each worker, as the OOM killer or an unimportable __main__ would.
+    monkeypatch.setattr(ingest_module, "_worker_pid", functools.partial(os._exit, 3))
+
+    context = run_import(ingest, store_id, f"gs://{bucket.name}/set/0*.dcm", tmp_path)
+
+    assert context.counters == {"success": COUNT, "failure": 0, "pending": 0, "secondarySuccess": 0,
+                                "secondaryFailure": 0}
+    assert len(storage.find_instances(store_id)) == COUNT
+    assert not any(storage.staging_dir.iterdir())
+    assert ingest._pool._workers is None  # discarded; the next import starts a fresh pool
+
+
+def test_cancel_keeps_what_was_committed_and_leaves_no_staging_files(store, mixed_bucket, tmp_path):
+    storage, ingest, store_id = store
+    bucket, _ = mixed_bucket
+    context = OperationContext("op", str(tmp_path / "log.jsonl"))
+
+    def cancel_after_first_commit(store_name, results, action):  # type: ignore[no-untyped-def]
+        context.cancel_requested = True
+
+    ingest.listeners.append(cancel_after_first_commit)
+    run_import(ingest, store_id, f"gs://{bucket.name}/set/0*.dcm", tmp_path, context)
+
+    assert isinstance(context.error, Cancelled)  # type: ignore[attr-defined]
+    stored = len(storage.find_instances(store_id))
+    assert 0 < stored < COUNT
+    assert context.counters["success"] == stored
+    assert not any(storage.staging_dir.iterdir())
+
+
+def test_a_small_import_starts_no_workers(store, mixed_bucket, tmp_path):
+    _, ingest, store_id = store
+    bucket, _ = mixed_bucket
+
+    context = run_import(ingest, store_id, f"gs://{bucket.name}/set/000?.dcm", tmp_path)
+
+    assert context.counters["success"] == 10
+    assert ingest._pool._workers is None
+
+
+def test_parsed_instances_cross_processes_as_json_text():
+    parsed = parse_instance(next(synthetic_studies(1, 1, 1)).data)
+    copy = pickle.loads(pickle.dumps(parsed))  # noqa: S301 - our own bytes, as between pool processes
+    assert copy == parsed
+    assert copy.metadata == parsed.metadata
+    assert copy.metadata_json() == parsed.metadata_json()
