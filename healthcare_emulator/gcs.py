@@ -74,9 +74,11 @@ class SourceObject:
 class GcsReader:
     """Lists and reads objects; one storage client per thread (their HTTP sessions are not shared)."""
 
-    def __init__(self, emulator_host: str | None = None) -> None:
+    def __init__(self, emulator_host: str | None = None, *, from_env: bool = True) -> None:
         # Captured once, so the emulator keeps reading the same Cloud Storage whatever the env does later.
-        self._emulator_host = emulator_host or os.environ.get("STORAGE_EMULATOR_HOST") or None
+        # from_env=False: exactly `emulator_host` (None = real Cloud Storage), as import workers need.
+        env_host = os.environ.get("STORAGE_EMULATOR_HOST") if from_env else None
+        self._emulator_host = emulator_host or env_host or None
         self._local = threading.local()
 
     @property

@@ -320,7 +320,7 @@ def _stage_in_worker(emulator_host: str | None, bucket: str, jobs: list[Job], st
     """Runs in a worker process: stage each job; the outcomes travel back pickled (see ParsedInstance)."""
     reader = _worker_readers.get(emulator_host)
     if reader is None:  # one reader (and kept-alive connection) per emulator host for the worker's life
-        reader = _worker_readers[emulator_host] = GcsReader(emulator_host)
+        reader = _worker_readers[emulator_host] = GcsReader(emulator_host, from_env=False)
     return [_stage_object(reader, bucket, name, path, storage_class) for name, path in jobs]
 
 
