@@ -221,8 +221,9 @@ class Ingest:
                         ready.extend(future.result())
                     elif lane is pooled and isinstance(exc, (BrokenProcessPool, CancelledError)):
                         fall_back(exc, jobs)  # CancelledError: another import shut the broken pool down
-                    elif error is None:
-                        error = exc
+                    else:  # e.g. a staging file could not be written: the import fails
+                        _discard_jobs(jobs)
+                        error = error or exc
                 if error is not None:
                     raise error
                 feed()

@@ -126,6 +126,27 @@ def test_cancel_keeps_what_was_committed_and_leaves_no_staging_files(store, mixe
     assert not any(storage.staging_dir.iterdir())
 
 
+def test_a_staging_write_failure_fails_the_import_and_leaves_no_staging_files(store, mixed_bucket, tmp_path,
+                                                                             monkeypatch):
+    storage, ingest, store_id = store
+    bucket, _ = mixed_bucket
+    with ingest._pool.use() as workers:  # a started pool: after 4 objects in threads, tasks of 8 go to workers
+        workers.started.result(timeout=60)
+    calls = iter(range(10**6))
+    good = storage.staging_file
+    failing = 4 + 8 * 12 + 7  # the last object of a worker task: the 7 before it were staged by then
+
+    def one_unwritable() -> str:
+        return str(tmp_path / "missing" / "x.tmp") if next(calls) == failing else good()
+
+    monkeypatch.setattr(storage, "staging_file", one_unwritable)
+    context = run_import(ingest, store_id, f"gs://{bucket.name}/set/0*.dcm", tmp_path)
+
+    assert isinstance(context.error, FileNotFoundError)  # type: ignore[attr-defined]
+    assert len(storage.find_instances(store_id)) == context.counters["success"] < COUNT
+    assert not any(storage.staging_dir.iterdir())
+
+
 def test_a_small_import_starts_no_workers(store, mixed_bucket, tmp_path):
     _, ingest, store_id = store
     bucket, _ = mixed_bucket
