@@ -27,7 +27,8 @@ class Emulator:
         self.data_dir = Path(data_dir)
         self.storage = Storage(self.data_dir)
         self.engine = OperationEngine(self.storage, public_url)
-        self.ingest = Ingest(self.storage, GcsReader(storage_emulator_host))
+        self.gcs = GcsReader(storage_emulator_host)
+        self.ingest = Ingest(self.storage, self.gcs)
         self.public_url = public_url
 
     def handle(self, request: Request) -> Response:
@@ -47,3 +48,4 @@ class Emulator:
 
     def close(self) -> None:
         self.engine.shutdown()
+        self.ingest.close()

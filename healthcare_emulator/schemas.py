@@ -29,6 +29,16 @@ IMPORT_REQUEST: Schema = {
     "blobStorageSettings": {"blobStorageClass": None},
 }
 
+EXPORT_REQUEST: Schema = {
+    "gcsDestination": {"uriPrefix": None, "mimeType": None},
+    "bigqueryDestination": BIGQUERY_DESTINATION,
+    "filterConfig": {"resourcePathsGcsUri": None},
+}
+SET_BLOB_STORAGE_SETTINGS_REQUEST: Schema = {
+    "blobStorageSettings": {"blobStorageClass": None},
+    "filterConfig": {"resourcePathsGcsUri": None},
+}
+
 BLOB_STORAGE_CLASSES = ("BLOB_STORAGE_CLASS_UNSPECIFIED", "STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 
 

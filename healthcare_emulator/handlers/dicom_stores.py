@@ -6,11 +6,12 @@ import copy
 import re
 from typing import TYPE_CHECKING, Any
 
+from .. import bigquery_export, gcs_export
 from ..errors import InvalidArgument, Unimplemented
 from ..gcs import parse_object_pattern
 from ..http import Request, Response, json_response
-from ..names import DicomStoreName, check_resource_id
-from ..schemas import BLOB_STORAGE_CLASSES, DICOM_STORE, IMPORT_REQUEST, check_fields
+from ..names import DicomStoreName, check_resource_id, parse_gcs_uri
+from ..schemas import BLOB_STORAGE_CLASSES, DICOM_STORE, EXPORT_REQUEST, IMPORT_REQUEST, check_fields
 from .common import dataset_name, existing_dataset, existing_store, page, store_name, without_empty
 
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ _TOPIC = re.compile(r"projects/[^/]+/topics/[^/]+")
 _TABLE_URI = re.compile(r"bq://[^.]+\.[^.]+\.[^.]+")
 _MUTABLE_FIELDS = ("labels", "notificationConfig", "notificationConfigs", "streamConfigs")
 _IMPORT_METHOD = "google.cloud.healthcare.{version}.dicom.DicomService.ImportDicomData"
+_EXPORT_METHOD = "google.cloud.healthcare.{version}.dicom.DicomService.ExportDicomData"
+_EXPORT_RESPONSE = "type.googleapis.com/google.cloud.healthcare.{version}.dicom.ExportDicomDataResponse"
 _IMPORT_RESPONSE = "type.googleapis.com/google.cloud.healthcare.{version}.dicom.ImportDicomDataResponse"
 
 
@@ -156,8 +159,24 @@ def import_(app: Emulator, request: Request, **params: str) -> Response:
 
 
 def export(app: Emulator, request: Request, **params: str) -> Response:
-    existing_store(app, store_name(params))
-    raise Unimplemented("dicomStores.export is not emulated yet")
+    """dicomStores.export to BigQuery or Cloud Storage: validated here, run as an Operation."""
+    name = store_name(params)
+    store_id, _ = existing_store(app, name)
+    body = request.json()
+    check_fields(body, EXPORT_REQUEST)
+    gcs_destination, bigquery_destination = body.get("gcsDestination"), body.get("bigqueryDestination")
+    if (gcs_destination is None) == (bigquery_destination is None):
+        raise InvalidArgument("exactly one of gcsDestination or bigqueryDestination is required")
+    filter_uri = body.get("filterConfig", {}).get("resourcePathsGcsUri") or None
+    if filter_uri:
+        parse_gcs_uri(filter_uri, "filterConfig.resourcePathsGcsUri")
+    if bigquery_destination is not None:
+        job = bigquery_export.export_job(app, name, store_id, bigquery_destination, filter_uri)
+    else:
+        job = gcs_export.export_job(app, name, store_id, gcs_destination, filter_uri)
+    op = app.engine.start(name.dataset_name, _EXPORT_METHOD.format(version=request.version), job,
+                          request.version, _EXPORT_RESPONSE.format(version=request.version))
+    return json_response(op)
 
 
 def set_blob_storage_settings(app: Emulator, request: Request, **params: str) -> Response:
