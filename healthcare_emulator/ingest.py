@@ -17,8 +17,10 @@ import contextlib
 import ctypes
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import select
+import shutil
 import threading
 import time
 import weakref
@@ -325,30 +327,34 @@ def _stage_in_worker(emulator_host: str | None, bucket: str, jobs: list[Job], st
     return [_stage_object(reader, bucket, name, path, storage_class) for name, path in jobs]
 
 
-def _init_worker(emulator_pid: int) -> None:
-    _exit_with(emulator_pid)
+def _init_worker(emulator_pid: int, emulator_mp_dir: str) -> None:
+    _exit_with(emulator_pid, emulator_mp_dir)
     _keep_freed_memory()
 
 
-def _exit_with(pid: int) -> None:
+def _exit_with(pid: int, mp_dir: str) -> None:
     """Exit as soon as process `pid` (the emulator) is gone, however it ended.
 
     Needed for kill -9: orphaned workers hold the fork server's liveness pipe open and wait forever on
     their task queue, so without this the workers, the fork server and its resource tracker all linger.
+    The emulator's multiprocessing directory (pymp-*, the fork server's socket) is removed too, as the
+    emulator would have done at a normal exit.
     """
-    try:
-        pidfd = os.pidfd_open(pid)  # Linux >= 5.3: readable once the process has exited
-    except ProcessLookupError:
-        os._exit(0)
-    except (AttributeError, OSError):
-        pidfd = None
-
-    def watch() -> None:
-        if pidfd is not None:
-            select.select([pidfd], [], [])
-        else:
+    def wait_for_exit() -> None:
+        try:
+            pidfd = os.pidfd_open(pid)  # Linux >= 5.3: readable once the process has exited
+        except ProcessLookupError:
+            return  # already gone
+        except (AttributeError, OSError):  # no pidfd here: poll
             while _alive(pid):
                 time.sleep(1.0)
+            return
+        select.select([pidfd], [], [])
+
+    def watch() -> None:
+        wait_for_exit()
+        if os.path.basename(mp_dir).startswith("pymp-"):
+            shutil.rmtree(mp_dir, ignore_errors=True)
         os._exit(0)
 
     threading.Thread(target=watch, name="exit-with-emulator", daemon=True).start()
@@ -474,7 +480,7 @@ def _start_workers() -> _Workers:
     imported pydicom: done here, that wait does not hold up the import, which stages in threads meanwhile.
     """
     executor = ProcessPoolExecutor(_POOL_WORKERS, mp_context=_worker_context(), initializer=_init_worker,
-                                   initargs=(os.getpid(),))
+                                   initargs=(os.getpid(), multiprocessing.util.get_temp_dir()))
     started: Future[None] = Future()
 
     def start() -> None:

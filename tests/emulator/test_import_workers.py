@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pickle
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -155,6 +159,55 @@ def test_a_small_import_starts_no_workers(store, mixed_bucket, tmp_path):
 
     assert context.counters["success"] == 10
     assert ingest._pool._workers is None
+
+
+def _descendants(root: int) -> list[int]:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    found, todo = [], [root]
+    while todo:
+        current = todo.pop()
+        children = [pid for pid, parent in parents.items() if parent == current]
+        found += children
+        todo += children
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_kill_9_of_the_emulator_leaves_no_worker_processes(mixed_bucket, fake_gcs, tmp_path):
+    from tests.emulator.test_durability import EmulatorProcess, _setup
+    from tests.emulator.test_import import wait
+
+    bucket, _ = mixed_bucket
+    mp_dirs_before = set(Path(tempfile.gettempdir()).glob("pymp-*"))
+    emulator = EmulatorProcess(tmp_path, fake_gcs.url)
+    try:
+        _, store = _setup(emulator.client, bucket.name)
+        op = emulator.client.projects().locations().datasets().dicomStores().import_(
+            name=store, body={"gcsSource": {"uri": f"gs://{bucket.name}/set/0*.dcm"}}).execute()
+        assert wait(emulator.client, op)["metadata"]["counter"] == {"success": str(COUNT)}
+        helpers = _descendants(emulator.process.pid)  # fork server, workers, resource tracker
+        assert helpers
+        emulator_mp_dirs = set(Path(tempfile.gettempdir()).glob("pymp-*")) - mp_dirs_before
+    finally:
+        emulator.kill9()
+
+    deadline = time.monotonic() + 10
+    while any(_running(pid) for pid in helpers):
+        assert time.monotonic() < deadline, [pid for pid in helpers if _running(pid)]
+        time.sleep(0.05)
+    assert emulator_mp_dirs and not any(d.exists() for d in emulator_mp_dirs)  # the fork server's socket dir
 
 
 def test_parsed_instances_cross_processes_as_json_text():
