@@ -36,6 +36,8 @@ logging.getLogger("pydicom").setLevel(logging.ERROR)
 BULK_THRESHOLD = 1024  # bytes; larger binary values are served as BulkDataURI
 
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+_PIXEL_DATA = 0x7FE00010
+_WORD_SIZES = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _STRUCT_CODES = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "SV": "q", "UV": "Q", "FL": "f", "FD": "d"}
 _STRUCT_SIZES = {"H": 2, "h": 2, "I": 4, "i": 4, "q": 8, "Q": 8, "f": 4, "d": 8}
@@ -160,25 +162,39 @@ def _python_charset(ds: Dataset) -> str | None:
 
 def _dataset_json(ds: Dataset, path: str, charset: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    # Binary values of big-endian data sets are swapped to little endian for InlineBinary.
+    big_endian = getattr(ds, "original_encoding", (None, True))[1] is False
     for tag in sorted(ds._dict):
+        if tag & 0xFFFF == 0:
+            continue  # group lengths are not part of the JSON model (PS3.18 F.2.2)
         elem = ds._dict[tag]
         key = f"{tag:08X}"
         elem_path = f"{path}{key}"
-        if isinstance(elem, RawDataElement) and elem.VR is not None and elem.is_little_endian:
-            fast = _raw_json(elem, elem_path, charset)
-            if fast is not None:
-                out[key] = fast
-                continue
-        out[key] = _element_json(ds[tag], elem_path, charset)
+        if isinstance(elem, RawDataElement):
+            if elem.length != _UNDEFINED_LENGTH and elem.value is not None and len(elem.value) != elem.length:
+                raise InvalidDicom(f"truncated file: element ({key[:4]},{key[4:]}) is cut short")
+            if elem.VR is not None and elem.is_little_endian:
+                fast = _raw_json(elem, elem_path, charset)
+                if fast is not None:
+                    out[key] = _encapsulated_as_ob(tag, elem.length, fast)
+                    continue
+        converted = ds[tag]
+        out[key] = _encapsulated_as_ob(tag, _UNDEFINED_LENGTH if converted.is_undefined_length else 0,
+                                       _element_json(converted, elem_path, charset, big_endian))
     return out
+
+
+def _encapsulated_as_ob(tag: int, length: int, value: dict[str, Any]) -> dict[str, Any]:
+    """Encapsulated (compressed) Pixel Data is OB whatever VR the file wrote (PS3.5 A.4)."""
+    if tag == _PIXEL_DATA and length == _UNDEFINED_LENGTH:
+        value["vr"] = "OB"
+    return value
 
 
 def _raw_json(raw: RawDataElement, path: str, charset: str | None) -> dict[str, Any] | None:
     """DICOM JSON for a raw little-endian element, or None to use pydicom's conversion."""
     vr = raw.VR
     value = raw.value
-    if raw.length != _UNDEFINED_LENGTH and value is not None and len(value) != raw.length:
-        raise InvalidDicom(f"truncated file: element ({path[-8:-4]},{path[-4:]}) is cut short")
     if vr == "SQ":
         return None
     if not value:
@@ -222,7 +238,9 @@ def _text_json(vr: str, text: str) -> dict[str, Any]:
     if len(parts) == 1 and not parts[0]:
         return {"vr": vr}
     if vr == "PN":
-        values: list[Any] = [_person_name_json(p) if p else None for p in parts]
+        values: list[Any] = [(_person_name_json(p) or None) if p else None for p in parts]
+        if not any(values):
+            return {"vr": vr}
     elif vr == "IS":
         values = [_number(p, int_only=True) for p in parts]
     elif vr == "DS":
@@ -253,7 +271,7 @@ def _person_name_json(text: str) -> dict[str, str]:
     groups = text.split("=")
     out = {}
     for label, group in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False):
-        if group:
+        if group and group.strip("^ "):  # a name of only separators is empty
             out[label] = group
     return out
 
@@ -264,7 +282,7 @@ def _binary_json(vr: str, value: bytes, path: str) -> dict[str, Any]:
     return {"vr": vr, "InlineBinary": base64.b64encode(value).decode("ascii")}
 
 
-def _element_json(elem: DataElement, path: str, charset: str | None) -> dict[str, Any]:
+def _element_json(elem: DataElement, path: str, charset: str | None, big_endian: bool = False) -> dict[str, Any]:
     """DICOM JSON for an element pydicom has converted (sequences, implicit VR, big endian, ISO 2022)."""
     vr = elem.VR
     if vr in ("US or SS", "US or OW", "OB or OW", "US or SS or OW"):
@@ -280,10 +298,14 @@ def _element_json(elem: DataElement, path: str, charset: str | None) -> dict[str
         return {"vr": "SQ", "Value": items}
     if vr in _BINARY_VRS or isinstance(value, bytes):
         raw = value if isinstance(value, bytes) else bytes(value)
+        word = _WORD_SIZES.get(vr, 1)
+        if big_endian and word > 1 and len(raw) <= BULK_THRESHOLD:
+            raw = b"".join(raw[i:i + word][::-1] for i in range(0, len(raw), word))
         return _binary_json(vr if vr in _BINARY_VRS else "UN", raw, path)
     values = list(value) if isinstance(value, (list, MultiValue, tuple)) else [value]
     if vr == "PN":
-        return {"vr": vr, "Value": [_person_name_value(v) for v in values]}
+        names = [_person_name_value(v) for v in values]
+        return {"vr": vr, "Value": names} if any(names) else {"vr": vr}
     if vr == "AT":
         return {"vr": vr, "Value": [f"{int(v):08X}" for v in values]}
     if vr in ("IS", "DS"):
@@ -303,7 +325,7 @@ def _person_name_value(value: Any) -> dict[str, str] | None:
         out = {}
         for label, group in (("Alphabetic", value.alphabetic), ("Ideographic", value.ideographic),
                              ("Phonetic", value.phonetic)):
-            if group:
+            if group and group.strip("^ "):
                 out[label] = group.rstrip(" ")
         return out or None
     return _person_name_json(str(value)) if value else None
