@@ -1,0 +1,310 @@
+"""The local warehouse behind `bq://` destinations: DuckDB files under DATA_DIR/warehouse. Knows no HTTP.
+
+Layout: one database file per project, ``warehouse/<project>.duckdb``; BigQuery dataset = DuckDB schema,
+table = table. A reader attaches every file read-only under its project's name, so
+``project.dataset.table`` resolves as DuckDB's catalog.schema.table.
+
+Concurrency: DuckDB lets one process open a file read-write, or any number of processes read-only, never
+both at once. The emulator therefore opens a file only for the length of one write transaction and
+closes it, so other processes can query between writes; each side retries briefly while the other holds
+the file. Inside this process a lock per file serialises the writers (operations, streaming).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import duckdb
+
+from .bigquery_schema import DATE, FLOAT, INTEGER, JSON, RECORD, STRING, TIME, TIMESTAMP, Field, SchemaConflict
+
+WAREHOUSE_DIR = "warehouse"
+WRITE_LOCK_TIMEOUT = 30.0  # seconds a write waits for readers in other processes to let go
+READ_LOCK_TIMEOUT = 10.0
+_RETRY_SLEEP = 0.02
+# read_json refuses larger JSON objects; DICOM metadata with big sequences can make long rows.
+_MAX_OBJECT_SIZE = 1 << 30
+
+_DUCKDB_TYPES = {STRING: "VARCHAR", INTEGER: "BIGINT", FLOAT: "DOUBLE", DATE: "DATE", TIME: "TIME",
+                 TIMESTAMP: "TIMESTAMP", JSON: "JSON"}
+# DuckDB type ids read back as BigQuery types (a table made by hand may use narrower or wider ones).
+_FROM_DUCKDB = {
+    "varchar": STRING,
+    **dict.fromkeys(("tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint", "uinteger",
+                     "ubigint"), INTEGER),
+    **dict.fromkeys(("float", "double", "decimal"), FLOAT),
+    "date": DATE, "time": TIME,
+    **dict.fromkeys(("timestamp", "timestamp with time zone", "timestamp_s", "timestamp_ms", "timestamp_ns"),
+                    TIMESTAMP),
+}
+
+
+class WarehouseBusy(Exception):
+    """Another process kept the database file locked for longer than the timeout."""
+
+
+@dataclass(frozen=True)
+class TableRef:
+    project: str
+    dataset: str
+    table: str
+
+    def __str__(self) -> str:
+        return f"{self.project}.{self.dataset}.{self.table}"
+
+    @property
+    def uri(self) -> str:
+        return f"bq://{self}"
+
+
+@dataclass
+class WriteResult:
+    rows_before: int | None  # None: the table did not exist
+    rows_written: int
+    replaced: bool = False
+    added_columns: list[str] = field(default_factory=list)
+    widened_columns: list[str] = field(default_factory=list)
+
+
+def warehouse_dir(data_dir: str | os.PathLike[str]) -> Path:
+    return Path(data_dir) / WAREHOUSE_DIR
+
+
+def database_path(data_dir: str | os.PathLike[str], project: str) -> Path:
+    return warehouse_dir(data_dir) / f"{quote(project, safe='')}.duckdb"
+
+
+def project_databases(data_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Every project that has a database file, with its path."""
+    directory = warehouse_dir(data_dir)
+    if not directory.is_dir():
+        return {}
+    return {unquote(path.stem): path for path in sorted(directory.glob("*.duckdb"))}
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def _with_retry(action: Callable[[], duckdb.DuckDBPyConnection], timeout: float,
+                what: str) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + timeout
+    delay = _RETRY_SLEEP
+    while True:
+        try:
+            return action()
+        except duckdb.Error as exc:
+            if not _is_lock_error(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise WarehouseBusy(f"{what} stayed locked by another process for {timeout:g} s: {exc}") from None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+_file_locks: dict[str, threading.Lock] = {}
+_file_locks_guard = threading.Lock()
+
+
+def _file_lock(path: Path) -> threading.Lock:
+    with _file_locks_guard:
+        return _file_locks.setdefault(str(path.resolve()), threading.Lock())
+
+
+@contextmanager
+def open_for_write(data_dir: str | os.PathLike[str], project: str,
+                   timeout: float = WRITE_LOCK_TIMEOUT) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-write connection to the project's database, held only for the block; closed (checkpointed) after."""
+    path = database_path(data_dir, project)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(path):
+        con = _with_retry(lambda: duckdb.connect(str(path)), timeout, f"warehouse database {path}")
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def connect_read_only(data_dir: str | os.PathLike[str],
+                      timeout: float = READ_LOCK_TIMEOUT) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection with every project's database attached read-only under the project's name."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")  # TIMESTAMP columns hold UTC, as BigQuery's do
+        for project, path in project_databases(data_dir).items():
+            attach = f"ATTACH {quote_literal(str(path))} AS {quote_identifier(project)} (READ_ONLY)"
+            _with_retry(lambda attach=attach: con.execute(attach), timeout, f"warehouse database {path}")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+# --- schema --------------------------------------------------------------------------------------------------
+
+def duckdb_type(f: Field) -> str:
+    if f.type == RECORD:
+        assert f.fields is not None
+        base = "STRUCT(" + ", ".join(f"{quote_identifier(c.name)} {duckdb_type(c)}"
+                                     for c in f.fields.values()) + ")"
+    elif f.type.startswith("DUCKDB:"):
+        base = f.type.removeprefix("DUCKDB:")
+    else:
+        base = _DUCKDB_TYPES[f.type]
+    return f"{base}[]" if f.repeated else base
+
+
+def field_from_duckdb(name: str, dtype: duckdb.sqltypes.DuckDBPyType) -> Field:
+    """The BigQuery view of an existing column; types BigQuery has no name for stay as "DUCKDB:<type>"."""
+    if dtype.id == "list":
+        inner = field_from_duckdb(name, dtype.children[0][1])
+        if not inner.repeated:  # BigQuery has no list of lists
+            inner.repeated = True
+            return inner
+    elif dtype.id == "struct":
+        return Field(name, RECORD, False, {n: field_from_duckdb(n, t) for n, t in dtype.children})
+    elif str(dtype) == "JSON":
+        return Field(name, JSON)
+    elif dtype.id in _FROM_DUCKDB:
+        return Field(name, _FROM_DUCKDB[dtype.id])
+    return Field(name, f"DUCKDB:{dtype}")
+
+
+def _table_sql(ref: TableRef) -> str:
+    return f"{quote_identifier(ref.dataset)}.{quote_identifier(ref.table)}"
+
+
+def _existing_columns(con: duckdb.DuckDBPyConnection, ref: TableRef) -> dict[str, duckdb.sqltypes.DuckDBPyType] | None:
+    found = con.execute(
+        "SELECT 1 FROM information_schema.tables WHERE table_catalog = current_database()"
+        " AND lower(table_schema) = lower(?) AND lower(table_name) = lower(?)", [ref.dataset, ref.table],
+    ).fetchone()
+    if found is None:
+        return None
+    relation = con.sql(f"SELECT * FROM {_table_sql(ref)} LIMIT 0")  # noqa: S608 - quoted identifiers
+    return dict(zip(relation.columns, relation.types, strict=True))
+
+
+def _extend(con: duckdb.DuckDBPyConnection, ref: TableRef, existing: dict[str, duckdb.sqltypes.DuckDBPyType],
+            fields: list[Field], result: WriteResult) -> None:
+    """Add missing columns and grow RECORD columns whose nested fields grew; rows are kept."""
+    current = {name.lower(): (name, field_from_duckdb(name, dtype)) for name, dtype in existing.items()}
+    for needed in fields:
+        hit = current.get(needed.name.lower())
+        if hit is None:
+            con.execute(f"ALTER TABLE {_table_sql(ref)} ADD COLUMN {quote_identifier(needed.name)}"
+                        f" {duckdb_type(needed)}")
+            result.added_columns.append(needed.name)
+            continue
+        name, have = hit
+        merged = have.merged_with(needed)
+        if not merged.same_shape(have):
+            # DuckDB casts STRUCTs by field name: existing values keep theirs, the new fields start NULL.
+            con.execute(f"ALTER TABLE {_table_sql(ref)} ALTER COLUMN {quote_identifier(name)}"
+                        f" TYPE {duckdb_type(merged)}")
+            result.widened_columns.append(name)
+
+
+def _stage_rows(data_dir: str | os.PathLike[str], lines: list[str]) -> Path:
+    staging = warehouse_dir(data_dir) / ".staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    path = staging / f"{uuid.uuid4().hex}.ndjson"
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines))
+        fh.write("\n")
+    return path
+
+
+def _read_json_sql(path: Path, columns: dict[str, str]) -> str:
+    spec = ", ".join(f"{quote_literal(name)}: {quote_literal(dtype)}" for name, dtype in columns.items())
+    return (f"read_json({quote_literal(str(path))}, format = 'newline_delimited', columns = {{{spec}}},"
+            f" maximum_object_size = {_MAX_OBJECT_SIZE})")
+
+
+def write_rows(
+    data_dir: str | os.PathLike[str],
+    ref: TableRef,
+    fields: list[Field],
+    lines: list[str],
+    *,
+    replace: bool = False,
+    check: Callable[[int | None], None] | None = None,
+    replace_rows_matching: tuple[str, ...] = (),
+    timeout: float = WRITE_LOCK_TIMEOUT,
+) -> WriteResult:
+    """Write JSON-line rows into `ref` in one transaction: all of them or, on any error, nothing.
+
+    `check(rows_before)` runs first inside the transaction (rows_before None = no table) and may raise to
+    refuse the write. `replace` drops an existing table (schema included) first; otherwise the table is
+    created or extended to hold `fields`. `replace_rows_matching` names key columns: existing rows with
+    the same key as a new row are deleted first (keep only the latest row per instance).
+
+    Raises SchemaConflict when an existing column cannot hold the rows, WarehouseBusy when another
+    process keeps the database locked.
+    """
+    staged = _stage_rows(data_dir, lines) if lines else None
+    try:
+        with open_for_write(data_dir, ref.project, timeout) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                result = _write(con, ref, fields, staged, len(lines), replace, check, replace_rows_matching)
+            except BaseException:
+                with suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+            return result
+    finally:
+        if staged is not None:
+            staged.unlink(missing_ok=True)
+
+
+def _write(con: duckdb.DuckDBPyConnection, ref: TableRef, fields: list[Field], staged: Path | None, count: int,
+           replace: bool, check: Callable[[int | None], None] | None, keys: tuple[str, ...]) -> WriteResult:
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(ref.dataset)}")
+    existing = _existing_columns(con, ref)
+    rows_before = None
+    if existing is not None:
+        rows_before = con.execute(f"SELECT count(*) FROM {_table_sql(ref)}").fetchone()[0]  # noqa: S608
+    if check is not None:
+        check(rows_before)
+    result = WriteResult(rows_before, count)
+    if existing is not None and replace:
+        con.execute(f"DROP TABLE {_table_sql(ref)}")
+        existing, result.replaced = None, True
+    if existing is None:
+        columns = ", ".join(f"{quote_identifier(f.name)} {duckdb_type(f)}" for f in fields)
+        con.execute(f"CREATE TABLE {_table_sql(ref)} ({columns})")
+    else:
+        _extend(con, ref, existing, fields, result)
+    if staged is None:
+        return result
+    table_columns = _existing_columns(con, ref) or {}
+    source = _read_json_sql(staged, {name: str(dtype) for name, dtype in table_columns.items()})
+    if keys:
+        match = " AND ".join(f"n.{quote_identifier(k)} = t.{quote_identifier(k)}" for k in keys)
+        key_source = _read_json_sql(staged, {k: "VARCHAR" for k in keys})
+        con.execute(f"DELETE FROM {_table_sql(ref)} AS t WHERE EXISTS"  # noqa: S608 - quoted identifiers
+                    f" (SELECT 1 FROM {key_source} AS n WHERE {match})")
+    con.execute(f"INSERT INTO {_table_sql(ref)} BY NAME SELECT * FROM {source}")  # noqa: S608
+    return result
+
+
+__all__ = ["SchemaConflict", "TableRef", "WarehouseBusy", "WriteResult", "connect_read_only", "database_path",
+           "duckdb_type", "field_from_duckdb", "open_for_write", "project_databases", "write_rows"]
