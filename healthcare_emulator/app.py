@@ -8,27 +8,32 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from .dicom import first_value
 from .errors import ApiError, Internal
 from .gcs import GcsReader
 from .http import Request, Response, json_response
-from .ingest import Ingest
+from .ingest import Ingest, Problem, StoreResult
+from .notifications import ChangedInstance, Notifier
 from .operations import OperationEngine
 from .routes import resolve
 from .storage import Storage
 
 logger = logging.getLogger(__name__)
+TAG_MODALITY = "00080060"
 
 
 class Emulator:
     """Everything a handler needs; one per data directory."""
 
     def __init__(self, data_dir: str | os.PathLike[str], public_url: Callable[[], str],
-                 storage_emulator_host: str | None = None):
+                 storage_emulator_host: str | None = None, pubsub_emulator_host: str | None = None):
         self.data_dir = Path(data_dir)
         self.storage = Storage(self.data_dir)
         self.engine = OperationEngine(self.storage, public_url)
         self.gcs = GcsReader(storage_emulator_host)
         self.ingest = Ingest(self.storage, self.gcs)
+        self.notifier = Notifier(pubsub_emulator_host)
+        self.ingest.listeners.append(self._publish_stored)
         self.public_url = public_url
 
     def handle(self, request: Request) -> Response:
@@ -43,9 +48,17 @@ class Emulator:
             error = Internal(f"internal emulator error: {type(exc).__name__}")
             return json_response(error.envelope(), error.http_status)
 
+    def _publish_stored(self, store_name: str, results: list[StoreResult], action: str, problem: Problem) -> None:
+        _, store = self.storage.get_store(store_name)
+        changed = [ChangedInstance(r.parsed.study_uid, r.parsed.series_uid, r.parsed.sop_uid,
+                                   str(first_value(r.parsed.metadata, TAG_MODALITY) or ""), r.storage_class)
+                   for r in results]
+        self.notifier.instances_changed(store, changed, action, problem)
+
     def reset(self) -> None:
         self.storage.reset()
 
     def close(self) -> None:
         self.engine.shutdown()
         self.ingest.close()
+        self.notifier.close()

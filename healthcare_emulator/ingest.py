@@ -62,9 +62,18 @@ Outcome = tuple[str, StagedInstance | str]
 class StoreResult:
     outcome: str  # storage.STORED / DUPLICATE / CONFLICT
     parsed: ParsedInstance
+    storage_class: str = "STANDARD"
 
 
-StoredListener = Callable[[str, list[StoreResult], str], None]
+# (message, resource): where a listener reports a problem that does not undo the store.
+Problem = Callable[[str, str], None]
+# Called with (store name, newly stored instances, action, problem) after each commit.
+StoredListener = Callable[[str, list[StoreResult], str, Problem], None]
+
+
+def _log_problem(message: str, resource: str) -> None:
+    # Outside an operation (STOW) there is no operation log; resource paths hold UIDs, never PHI.
+    logger.warning("%s (%s)", message, resource)
 
 
 class Ingest:
@@ -72,16 +81,18 @@ class Ingest:
         self._storage = storage
         self._reader = reader or GcsReader()
         self._pool = _WorkerPool()
-        # Called with (store name, results, action) after each commit; part 2 (notifications) hooks in here.
-        self.listeners: list[StoredListener] = []
+        self.listeners: list[StoredListener] = []  # notifications and streaming hook in here
 
     def close(self) -> None:
         """Stop the import worker processes now (otherwise they exit after _POOL_IDLE_SECONDS idle)."""
         self._pool.close()
 
-    def _notify(self, store_name: str, results: list[StoreResult], action: str) -> None:
+    def _notify(self, store_name: str, results: list[StoreResult], action: str, problem: Problem) -> None:
         for listener in self.listeners:
-            listener(store_name, results, action)
+            try:
+                listener(store_name, results, action, problem)
+            except Exception as exc:  # a listener failing must never undo or fail a committed store
+                problem(f"{type(exc).__name__}: {exc}", store_name)
 
     def store_bytes(self, store_name: str, store_id: int, data: bytes, storage_class: str = "STANDARD",
                     action: str = "StoreInstances") -> StoreResult:
@@ -89,9 +100,9 @@ class Ingest:
         parsed = parse_instance(data)
         staged = StagedInstance(parsed, self._storage.stage(data), storage_class)
         outcome = self._storage.commit_instances(store_id, [staged], now_rfc3339())[0]
-        result = StoreResult(outcome, parsed)
+        result = StoreResult(outcome, parsed, storage_class)
         if outcome == STORED:
-            self._notify(store_name, [result], action)
+            self._notify(store_name, [result], action, _log_problem)
         return result
 
     def import_job(self, store_name: str, store_id: int, pattern: ObjectPattern,
@@ -255,9 +266,10 @@ class Ingest:
                 continue
             context.add(success=1, pending=-1)
             if outcome == STORED:
-                stored.append(StoreResult(outcome, staged.parsed))
+                stored.append(StoreResult(outcome, staged.parsed, staged.storage_class))
         if stored:
-            self._notify(store_name, stored, "ImportDicomData")
+            self._notify(store_name, stored, "ImportDicomData",
+                         lambda message, resource: context.log("WARNING", message, resource=resource))
 
 
 @dataclass

@@ -94,14 +94,14 @@ class EmulatorServer:
     """The emulator on host:port (port 0 picks a free one). Use as a context manager or start()/stop()."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, data_dir: str | Path | None = None,
-                 storage_emulator_host: str | None = None):
+                 storage_emulator_host: str | None = None, pubsub_emulator_host: str | None = None):
         self._tempdir = None
         if data_dir is None:
             self._tempdir = tempfile.TemporaryDirectory(prefix="healthcare-emulator-")
             data_dir = self._tempdir.name
         self.data_dir = Path(data_dir)
         self._httpd = _HttpServer((host, port), _Handler, bind_and_activate=True)
-        self.emulator = Emulator(self.data_dir, lambda: self.url, storage_emulator_host)
+        self.emulator = Emulator(self.data_dir, lambda: self.url, storage_emulator_host, pubsub_emulator_host)
         self._httpd.emulator = self.emulator
         self._thread: threading.Thread | None = None
         self._serving = False
@@ -155,6 +155,7 @@ class EmulatorServer:
 
 
 def create_server(host: str = "127.0.0.1", port: int = 0, data_dir: str | Path | None = None,
-                  storage_emulator_host: str | None = None) -> EmulatorServer:
-    """The emulator, not yet serving; storage_emulator_host defaults to $STORAGE_EMULATOR_HOST."""
-    return EmulatorServer(host, port, data_dir, storage_emulator_host)
+                  storage_emulator_host: str | None = None, pubsub_emulator_host: str | None = None
+                  ) -> EmulatorServer:
+    """The emulator, not yet serving; the hosts default to $STORAGE_EMULATOR_HOST and $PUBSUB_EMULATOR_HOST."""
+    return EmulatorServer(host, port, data_dir, storage_emulator_host, pubsub_emulator_host)

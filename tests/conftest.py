@@ -11,6 +11,7 @@ import pytest
 
 from healthcare_emulator import EmulatorServer
 from local_stack.fake_gcs import FakeGcsServer
+from local_stack.pubsub_emulator import PubSubEmulator, launcher_path
 
 PROJECT, LOCATION = "test-project", "us-central1"
 
@@ -31,10 +32,22 @@ def fake_gcs() -> Iterator[FakeGcsServer]:
 
 
 @pytest.fixture(scope="session")
-def emulator(fake_gcs: FakeGcsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorServer]:
-    """The Healthcare emulator on a free port, reading Cloud Storage from fake-gcs-server."""
+def pubsub() -> Iterator[PubSubEmulator | None]:
+    """gcloud's Pub/Sub emulator, or None where it is not installed (notification tests then skip)."""
+    if launcher_path() is None:
+        yield None
+        return
+    with PubSubEmulator() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def emulator(fake_gcs: FakeGcsServer, pubsub: PubSubEmulator | None,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorServer]:
+    """The Healthcare emulator on a free port, reading fake-gcs-server and publishing to the Pub/Sub emulator."""
     data_dir = tmp_path_factory.mktemp("emulator-data")
-    with EmulatorServer(data_dir=data_dir, storage_emulator_host=fake_gcs.url) as server:
+    with EmulatorServer(data_dir=data_dir, storage_emulator_host=fake_gcs.url,
+                        pubsub_emulator_host=pubsub.host if pubsub else None) as server:
         yield server
 
 

@@ -117,7 +117,7 @@ def test_cancel_keeps_what_was_committed_and_leaves_no_staging_files(store, mixe
     bucket, _ = mixed_bucket
     context = OperationContext("op", str(tmp_path / "log.jsonl"))
 
-    def cancel_after_first_commit(store_name, results, action):  # type: ignore[no-untyped-def]
+    def cancel_after_first_commit(store_name, results, action, problem):  # type: ignore[no-untyped-def]
         context.cancel_requested = True
 
     ingest.listeners.append(cancel_after_first_commit)

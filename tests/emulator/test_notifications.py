@@ -1,0 +1,145 @@
+"""Pub/Sub notifications from the emulator, read back from the real Pub/Sub emulator with google-cloud-pubsub."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import grpc
+import pytest
+import requests
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import pubsub_v1
+from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+from local_stack.sample_data import synthetic_instance
+from tests.conftest import PROJECT
+from tests.emulator.test_import import run_import
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def clients(pubsub):  # type: ignore[no-untyped-def]
+    if pubsub is None:
+        pytest.skip("the Pub/Sub emulator is not installed")
+    publisher = pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(
+        channel=grpc.insecure_channel(pubsub.host), credentials=AnonymousCredentials()))
+    subscriber = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(
+        channel=grpc.insecure_channel(pubsub.host), credentials=AnonymousCredentials()))
+    return publisher, subscriber
+
+
+@pytest.fixture
+def topic(clients):  # type: ignore[no-untyped-def]
+    """A new topic with one pull subscription; returns (topic path, pull function)."""
+    publisher, subscriber = clients
+    suffix = uuid.uuid4().hex[:10]
+    topic_path = publisher.create_topic(name=f"projects/{PROJECT}/topics/dicom-{suffix}").name
+    subscription = subscriber.create_subscription(name=f"projects/{PROJECT}/subscriptions/sub-{suffix}",
+                                                  topic=topic_path).name
+
+    def pull(expected: int, wait: float = 10.0) -> list:  # type: ignore[type-arg]
+        received = []
+        deadline = time.monotonic() + wait
+        while len(received) < expected and time.monotonic() < deadline:
+            response = subscriber.pull(request={"subscription": subscription, "max_messages": 100,
+                                                "return_immediately": True}, timeout=5)
+            if response.received_messages:
+                subscriber.acknowledge(request={"subscription": subscription,
+                                                "ack_ids": [m.ack_id for m in response.received_messages]})
+                received += [m.message for m in response.received_messages]
+            else:
+                time.sleep(0.05)
+        return received
+
+    return topic_path, pull
+
+
+def stow(emulator, store, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    response = requests.post(f"{emulator.url}/v1/{store.name}/dicomWeb/studies", data=data,
+                             headers={"Content-Type": "application/dicom"}, timeout=30)
+    assert response.status_code == 200, response.text
+
+
+def resource_name(store, instance) -> str:  # type: ignore[no-untyped-def]
+    return (f"{store.name}/dicomWeb/studies/{instance.study_uid}/series/{instance.series_uid}"
+            f"/instances/{instance.sop_uid}")
+
+
+def test_legacy_config_sends_the_instance_name_without_attributes_on_stow(emulator, new_store, topic):
+    topic_path, pull = topic
+    store = new_store(notificationConfig={"pubsubTopic": topic_path})
+    instance = synthetic_instance()
+
+    stow(emulator, store, instance.data)
+
+    [message] = pull(1)
+    assert message.data.decode() == resource_name(store, instance)
+    assert dict(message.attributes) == {}
+
+
+def test_legacy_config_sends_for_imports_only_with_send_for_bulk_import(
+    emulator, healthcare, new_store, new_bucket, topic
+):
+    topic_path, pull = topic
+    quiet = new_store(notificationConfig={"pubsubTopic": topic_path})
+    loud = new_store(notificationConfig={"pubsubTopic": topic_path, "sendForBulkImport": True})
+    bucket = new_bucket()
+    instances = [synthetic_instance(seed=i) for i in range(3)]
+    for index, instance in enumerate(instances):
+        bucket.blob(f"n/{index}.dcm").upload_from_string(instance.data)
+
+    run_import(healthcare, quiet, f"gs://{bucket.name}/n/*.dcm")
+    assert pull(1, wait=1.0) == []
+    run_import(healthcare, loud, f"gs://{bucket.name}/n/*.dcm")
+
+    received = pull(3)
+    assert sorted(m.data.decode() for m in received) == sorted(resource_name(loud, i) for i in instances)
+
+
+def test_notification_configs_carry_attributes_on_stow_and_import(
+    emulator, healthcare, new_store, new_bucket, topic
+):
+    topic_path, pull = topic
+    store = new_store(notificationConfigs=[{"pubsubTopic": topic_path}])
+    stowed, imported = synthetic_instance(seed=1, modality="MR"), synthetic_instance(seed=2)
+    bucket = new_bucket()
+    bucket.blob("i.dcm").upload_from_string(imported.data)
+
+    stow(emulator, store, stowed.data)
+    run_import(healthcare, store, f"gs://{bucket.name}/i.dcm", blobStorageSettings={"blobStorageClass": "ARCHIVE"})
+
+    by_action = {m.attributes["action"]: m for m in pull(2)}
+    assert set(by_action) == {"StoreInstances", "ImportDicomData"}
+    stow_message = by_action["StoreInstances"]
+    assert stow_message.data.decode() == resource_name(store, stowed)
+    attributes = dict(stow_message.attributes)
+    assert attributes["storeName"] == store.name
+    assert attributes["studyInstanceUID"] == stowed.study_uid
+    assert attributes["seriesInstanceUID"] == stowed.series_uid
+    assert attributes["sopInstanceUID"] == stowed.sop_uid
+    assert attributes["modality"] == "MR"
+    assert attributes["storageClass"] == "STANDARD"
+    assert attributes["lastUpdatedTime"].endswith(" GMT")
+    assert attributes["versionId"].isdigit()
+    assert "previousStorageClass" not in attributes
+    assert by_action["ImportDicomData"].attributes["storageClass"] == "ARCHIVE"
+
+
+def test_missing_topic_is_logged_and_the_instance_is_kept(emulator, healthcare, new_store, new_bucket):
+    store = new_store(notificationConfig={"pubsubTopic": f"projects/{PROJECT}/topics/does-not-exist",
+                                          "sendForBulkImport": True})
+    bucket = new_bucket()
+    bucket.blob("x.dcm").upload_from_string(synthetic_instance().data)
+
+    operation = run_import(healthcare, store, f"gs://{bucket.name}/x.dcm")
+
+    assert operation["metadata"]["counter"] == {"success": "1"}
+    assert "error" not in operation
+    entries = requests.get(operation["metadata"]["logsUrl"], timeout=10).json()["entries"]
+    assert any("does-not-exist" in e["message"] and e["severity"] == "WARNING" for e in entries)
+    metrics = healthcare.projects().locations().datasets().dicomStores().getDICOMStoreMetrics(
+        name=store.name).execute()
+    assert metrics["instanceCount"] == "1"
