@@ -8,11 +8,13 @@ data to render, a codec that cannot decode the stored data, an encoder that cann
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 from pydicom import dcmread
@@ -65,9 +67,25 @@ class PixelError(ValueError):
     """What cannot be done with an instance's pixels (or their absence); the message says why."""
 
 
+_Result = TypeVar("_Result")
+
+
+def _quiet(function: Callable[..., _Result]) -> Callable[..., _Result]:
+    """Silence pydicom's warnings about odd values: stored instances were accepted as they are."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> _Result:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
 # --- public API ------------------------------------------------------------------------------------
 
 
+@_quiet
 def transcode(data: bytes, transfer_syntax: str) -> bytes:
     """The instance re-encoded in `transfer_syntax`; unchanged bytes when it is already stored that way.
 
@@ -102,6 +120,7 @@ def transcode(data: bytes, transfer_syntax: str) -> bytes:
     return _write(ds, target)
 
 
+@_quiet
 def render(data: bytes, image_format: str) -> list[bytes]:
     """Every frame as an 8-bit JPEG or PNG image ("jpeg" or "png"), in frame order.
 
@@ -131,6 +150,7 @@ def render(data: bytes, image_format: str) -> list[bytes]:
     return images
 
 
+@_quiet
 def raw_frames(data: bytes) -> list[bytes]:
     """Every frame's uncompressed pixel data as explicit VR little endian lays it out (octet-stream, 1.2.1).
 
@@ -157,6 +177,7 @@ def raw_frames(data: bytes) -> list[bytes]:
     return [_frame_bytes(frame, bits) for frame in _iter_frames(ds, source)]
 
 
+@_quiet
 def stored_frames(data: bytes) -> list[bytes]:
     """Every frame's pixel data as stored (octet-stream, transfer-syntax=*): compressed frames stay compressed.
 
