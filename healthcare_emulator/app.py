@@ -49,11 +49,16 @@ class Emulator:
             return json_response(error.envelope(), error.http_status)
 
     def _publish_stored(self, store_name: str, results: list[StoreResult], action: str, problem: Problem) -> None:
-        _, store = self.storage.get_store(store_name)
         changed = [ChangedInstance(r.parsed.study_uid, r.parsed.series_uid, r.parsed.sop_uid,
                                    str(first_value(r.parsed.metadata, TAG_MODALITY) or ""), r.storage_class)
                    for r in results]
-        self.notifier.instances_changed(store, changed, action, problem)
+        self.publish_changed(store_name, changed, action, problem)
+
+    def publish_changed(self, store_name: str, instances: list[ChangedInstance], action: str,
+                        problem: Problem) -> None:
+        """Tell the store's notification topics that instances were stored or changed."""
+        _, store = self.storage.get_store(store_name)
+        self.notifier.instances_changed(store, instances, action, problem)
 
     def reset(self) -> None:
         self.storage.reset()

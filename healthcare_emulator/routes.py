@@ -40,6 +40,7 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", _STORE + "/dicomWeb/studies/{study}/series/{series}:getSeriesMetrics", metrics.series_metrics),
     ("GET", _STORE + "/dicomWeb/studies/{study}/series/{series}/instances/{instance}:getStorageInfo",
      metrics.storage_info),
+    ("POST", _STORE + "/dicomWeb/studies/{study}:setBlobStorageSettings", dicom_stores.set_blob_storage_settings),
     ("GET", _STORE + "/dicomWeb/{path}", dicomweb.handle),
     ("POST", _STORE + "/dicomWeb/{path}", dicomweb.handle),
     ("DELETE", _STORE + "/dicomWeb/{path}", dicomweb.handle),

@@ -8,6 +8,7 @@ file or an unreferenced blob, both swept away at the next start.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -292,6 +293,18 @@ class Storage:
             )
         for record in records:
             self.blob_path(store_id, record.sha256).unlink(missing_ok=True)
+
+    def set_storage_class(self, store_id: int, records: list[InstanceRecord], storage_class: str,
+                          now: str) -> list[InstanceRecord]:
+        """Change the storage class of `records`; return the updated records (unchanged ones are skipped)."""
+        changed = [r for r in records if r.storage_class != storage_class]
+        with self._write() as db:
+            db.executemany(
+                "UPDATE instances SET storage_class = ?, update_time = ? WHERE store_id = ? AND study_uid = ?"
+                " AND series_uid = ? AND sop_uid = ?",
+                [(storage_class, now, store_id, r.study_uid, r.series_uid, r.sop_uid) for r in changed],
+            )
+        return [dataclasses.replace(r, storage_class=storage_class, update_time=now) for r in changed]
 
     def store_metrics(self, store_id: int) -> dict[str, int]:
         row = self._db().execute(

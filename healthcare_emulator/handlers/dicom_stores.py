@@ -7,11 +7,19 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .. import bigquery_export, gcs_export
-from ..errors import InvalidArgument, Unimplemented
+from ..blob_settings import set_storage_class_job
+from ..errors import InvalidArgument, NotFound
 from ..gcs import parse_object_pattern
 from ..http import Request, Response, json_response
-from ..names import DicomStoreName, check_resource_id, parse_gcs_uri
-from ..schemas import BLOB_STORAGE_CLASSES, DICOM_STORE, EXPORT_REQUEST, IMPORT_REQUEST, check_fields
+from ..names import DicomStoreName, check_resource_id, check_uid, parse_gcs_uri
+from ..schemas import (
+    BLOB_STORAGE_CLASSES,
+    DICOM_STORE,
+    EXPORT_REQUEST,
+    IMPORT_REQUEST,
+    SET_BLOB_STORAGE_SETTINGS_REQUEST,
+    check_fields,
+)
 from .common import dataset_name, existing_dataset, existing_store, page, store_name, without_empty
 
 if TYPE_CHECKING:
@@ -25,6 +33,8 @@ _MUTABLE_FIELDS = ("labels", "notificationConfig", "notificationConfigs", "strea
 _IMPORT_METHOD = "google.cloud.healthcare.{version}.dicom.DicomService.ImportDicomData"
 _EXPORT_METHOD = "google.cloud.healthcare.{version}.dicom.DicomService.ExportDicomData"
 _EXPORT_RESPONSE = "type.googleapis.com/google.cloud.healthcare.{version}.dicom.ExportDicomDataResponse"
+_BLOB_METHOD = "google.cloud.healthcare.{version}.dicom.DicomService.SetBlobStorageSettings"
+_BLOB_RESPONSE = "type.googleapis.com/google.cloud.healthcare.{version}.dicom.SetBlobStorageSettingsResponse"
 _IMPORT_RESPONSE = "type.googleapis.com/google.cloud.healthcare.{version}.dicom.ImportDicomDataResponse"
 
 
@@ -51,6 +61,15 @@ def _validate_store_fields(body: dict[str, Any]) -> None:
         uri = stream.get("bigqueryDestination", {}).get("tableUri", "")
         if not _TABLE_URI.fullmatch(uri):
             raise InvalidArgument(f"invalid streamConfigs tableUri {uri!r}: expected bq://PROJECT.DATASET.TABLE")
+
+
+def _storage_class(body: dict[str, Any]) -> str:
+    """blobStorageSettings.blobStorageClass, validated; absent or UNSPECIFIED means STANDARD."""
+    storage_class = body.get("blobStorageSettings", {}).get("blobStorageClass") or "STANDARD"
+    if storage_class not in BLOB_STORAGE_CLASSES:
+        raise InvalidArgument(f"invalid blobStorageClass {storage_class!r}: use one of"
+                              f" {', '.join(BLOB_STORAGE_CLASSES)}")
+    return "STANDARD" if storage_class == "BLOB_STORAGE_CLASS_UNSPECIFIED" else storage_class
 
 
 def _render(store: dict[str, Any]) -> dict[str, Any]:
@@ -146,12 +165,7 @@ def import_(app: Emulator, request: Request, **params: str) -> Response:
     if not uri:
         raise InvalidArgument("gcsSource.uri is required")
     pattern = parse_object_pattern(uri)
-    storage_class = body.get("blobStorageSettings", {}).get("blobStorageClass") or "STANDARD"
-    if storage_class not in BLOB_STORAGE_CLASSES:
-        raise InvalidArgument(f"invalid blobStorageClass {storage_class!r}: use one of"
-                              f" {', '.join(BLOB_STORAGE_CLASSES)}")
-    if storage_class == "BLOB_STORAGE_CLASS_UNSPECIFIED":
-        storage_class = "STANDARD"
+    storage_class = _storage_class(body)
     job = app.ingest.import_job(str(name), store_id, pattern, storage_class)
     op = app.engine.start(name.dataset_name, _IMPORT_METHOD.format(version=request.version), job,
                           request.version, _IMPORT_RESPONSE.format(version=request.version))
@@ -180,8 +194,24 @@ def export(app: Emulator, request: Request, **params: str) -> Response:
 
 
 def set_blob_storage_settings(app: Emulator, request: Request, **params: str) -> Response:
-    existing_store(app, store_name(params))
-    raise Unimplemented("dicomStores.setBlobStorageSettings is not emulated yet")
+    """dicomStores.setBlobStorageSettings and dicomWeb.studies.setBlobStorageSettings (an Operation)."""
+    name = store_name(params)
+    store_id, _ = existing_store(app, name)
+    study_uid = params.get("study")
+    if study_uid is not None:
+        check_uid(study_uid, "StudyInstanceUID")
+        if not app.storage.find_instances(store_id, study_uid=study_uid):
+            raise NotFound(f"{name}/dicomWeb/studies/{study_uid} not found")
+    body = request.json()
+    check_fields(body, SET_BLOB_STORAGE_SETTINGS_REQUEST)
+    storage_class = _storage_class(body)
+    filter_uri = body.get("filterConfig", {}).get("resourcePathsGcsUri") or None
+    if filter_uri:
+        parse_gcs_uri(filter_uri, "filterConfig.resourcePathsGcsUri")
+    job = set_storage_class_job(app, name, store_id, storage_class, filter_uri, study_uid)
+    op = app.engine.start(name.dataset_name, _BLOB_METHOD.format(version=request.version), job,
+                          request.version, _BLOB_RESPONSE.format(version=request.version))
+    return json_response(op)
 
 
 def metrics(app: Emulator, request: Request, **params: str) -> Response:

@@ -2,59 +2,14 @@
 
 from __future__ import annotations
 
-import time
-import uuid
-
-import grpc
 import pytest
 import requests
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import pubsub_v1
-from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
-from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
 from local_stack.sample_data import synthetic_instance
 from tests.conftest import PROJECT
 from tests.emulator.test_import import run_import
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def clients(pubsub):  # type: ignore[no-untyped-def]
-    if pubsub is None:
-        pytest.skip("the Pub/Sub emulator is not installed")
-    publisher = pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(
-        channel=grpc.insecure_channel(pubsub.host), credentials=AnonymousCredentials()))
-    subscriber = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(
-        channel=grpc.insecure_channel(pubsub.host), credentials=AnonymousCredentials()))
-    return publisher, subscriber
-
-
-@pytest.fixture
-def topic(clients):  # type: ignore[no-untyped-def]
-    """A new topic with one pull subscription; returns (topic path, pull function)."""
-    publisher, subscriber = clients
-    suffix = uuid.uuid4().hex[:10]
-    topic_path = publisher.create_topic(name=f"projects/{PROJECT}/topics/dicom-{suffix}").name
-    subscription = subscriber.create_subscription(name=f"projects/{PROJECT}/subscriptions/sub-{suffix}",
-                                                  topic=topic_path).name
-
-    def pull(expected: int, wait: float = 10.0) -> list:  # type: ignore[type-arg]
-        received = []
-        deadline = time.monotonic() + wait
-        while len(received) < expected and time.monotonic() < deadline:
-            response = subscriber.pull(request={"subscription": subscription, "max_messages": 100,
-                                                "return_immediately": True}, timeout=5)
-            if response.received_messages:
-                subscriber.acknowledge(request={"subscription": subscription,
-                                                "ack_ids": [m.ack_id for m in response.received_messages]})
-                received += [m.message for m in response.received_messages]
-            else:
-                time.sleep(0.05)
-        return received
-
-    return topic_path, pull
 
 
 def stow(emulator, store, data: bytes) -> None:  # type: ignore[no-untyped-def]
