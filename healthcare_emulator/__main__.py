@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Listening on {server.url} (data dir {server.data_dir})", flush=True)
     print(f"  gcloud:  export CLOUDSDK_API_ENDPOINT_OVERRIDES_HEALTHCARE={server.url}/", flush=True)
     print(f"  python:  client_options={{'api_endpoint': '{server.url}'}}", flush=True)
+    for variable in ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"):
+        print(f"  {variable}={os.environ.get(variable) or '(unset: the real service)'}", flush=True)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         server.serve_forever()
