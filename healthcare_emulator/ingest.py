@@ -12,29 +12,22 @@ first objects of a large one while the workers start.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import ctypes
 import logging
-import multiprocessing
-import multiprocessing.util
 import os
-import select
-import shutil
-import threading
-import time
-import weakref
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from collections.abc import Callable, Generator
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from .dicom import InvalidDicom, ParsedInstance, parse_instance
+from .dicom import ParsedInstance, parse_instance
 from .errors import InvalidArgument, NotFound
 from .gcs import GcsReader, ObjectPattern
+from .import_workers import POOL_WORKERS, WorkerPool, Workers, stage_in_worker
 from .operations import OperationContext, now_rfc3339
+from .staging import Job, Outcome, discard, discard_jobs, stage_object
 from .storage import CONFLICT, STORED, StagedInstance, Storage
 
 logger = logging.getLogger(__name__)
@@ -46,17 +39,9 @@ CHECKSUM_MISMATCH = (
 _BATCH = 64  # instances per index transaction during import
 _READERS = max(4, (os.cpu_count() or 2) * 2)  # threads staging here; parsing shares the GIL
 _POOL_MIN_OBJECTS = 256  # smaller imports finish in threads before workers would be of use
-_POOL_WORKERS = min(8, max(2, os.cpu_count() or 2))  # each worker holds pydicom and a few objects
 _POOL_TASK = 8  # objects per worker task: amortizes the pool's per-task pickling and wake-ups
 _POOL_IN_FLIGHT = 3  # tasks queued per worker, so none waits for this process between tasks
 _WARM_UP_IN_FLIGHT = 4  # objects staged here while the workers start (~0.3 s, mostly one core)
-_POOL_IDLE_SECONDS = 30.0  # workers stay for follow-up imports, then exit
-
-# One object to stage: (object name, staging file path).
-Job = tuple[str, str]
-# What became of it: (object name, the staged instance or why the object failed).
-Outcome = tuple[str, StagedInstance | str]
-
 
 @dataclass(frozen=True)
 class StoreResult:
@@ -80,11 +65,11 @@ class Ingest:
     def __init__(self, storage: Storage, reader: GcsReader | None = None):
         self._storage = storage
         self._reader = reader or GcsReader()
-        self._pool = _WorkerPool()
+        self._pool = WorkerPool()
         self.listeners: list[StoredListener] = []  # notifications and streaming hook in here
 
     def close(self) -> None:
-        """Stop the import worker processes now (otherwise they exit after _POOL_IDLE_SECONDS idle)."""
+        """Stop the import worker processes now (otherwise they exit after a while idle)."""
         self._pool.close()
 
     def _notify(self, store_name: str, results: list[StoreResult], action: str, problem: Problem) -> None:
@@ -132,7 +117,7 @@ class Ingest:
                     batch = []
             finally:
                 outcomes.close()  # on cancel or error: stop staging and remove what was staged but not committed
-                _discard(batch)
+                discard(batch)
             context.check_cancelled()
             failures = context.counters["failure"]
             if failures:
@@ -151,7 +136,7 @@ class Ingest:
         host = self._reader.emulator_host
 
         def stage_here(jobs: list[Job]) -> list[Outcome]:
-            return [_stage_object(self._reader, bucket, name, path, storage_class) for name, path in jobs]
+            return [stage_object(self._reader, bucket, name, path, storage_class) for name, path in jobs]
 
         with contextlib.ExitStack() as stack:
             threads = stack.enter_context(ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="import-read"))
@@ -160,8 +145,8 @@ class Ingest:
             if use_workers:
                 workers = stack.enter_context(self._pool.use())
                 pool = workers.executor
-                lanes.append(_Lane(lambda jobs: pool.submit(_stage_in_worker, host, bucket, jobs, storage_class),
-                                   chunk=_POOL_TASK, in_flight=_POOL_WORKERS * _POOL_IN_FLIGHT,
+                lanes.append(_Lane(lambda jobs: pool.submit(stage_in_worker, host, bucket, jobs, storage_class),
+                                   chunk=_POOL_TASK, in_flight=POOL_WORKERS * _POOL_IN_FLIGHT,
                                    workers=workers, starting=workers.started))
                 here.in_flight = _WARM_UP_IN_FLIGHT  # while the workers start, keep one core busy here
             yield from self._run_lanes(lanes, names, context)
@@ -187,7 +172,7 @@ class Ingest:
                 self._pool.discard(pooled.workers)
             pooled.open, pooled.starting = False, None
             here.open, here.in_flight = True, _READERS * 4
-            _discard_jobs(jobs)
+            discard_jobs(jobs)
             queue.extendleft(name for name, _ in reversed(jobs))
 
         def feed() -> None:
@@ -235,7 +220,7 @@ class Ingest:
                     elif lane is pooled and isinstance(exc, (BrokenProcessPool, CancelledError)):
                         fall_back(exc, jobs)  # CancelledError: another import shut the broken pool down
                     else:  # e.g. a staging file could not be written: the import fails
-                        _discard_jobs(jobs)
+                        discard_jobs(jobs)
                         error = error or exc
                 if error is not None:
                     raise error
@@ -247,12 +232,12 @@ class Ingest:
                 future.cancel()
             for future, (_, jobs) in owners.items():
                 if future.cancelled():
-                    _discard_jobs(jobs)
+                    discard_jobs(jobs)
                 elif future.exception() is None:
                     ready.extend(future.result())
                 else:
-                    _discard_jobs(jobs)
-            _discard(ready)
+                    discard_jobs(jobs)
+            discard(ready)
 
     def _commit_batch(self, store_name: str, store_id: int, bucket: str,
                       batch: list[tuple[str, StagedInstance]], context: OperationContext) -> None:
@@ -279,231 +264,11 @@ class _Lane:
     submit: Callable[[list[Job]], Future[list[Outcome]]]
     chunk: int  # objects per task
     in_flight: int  # tasks submitted and not finished, at most
-    workers: _Workers | None = None  # the pool this lane feeds, if any
+    workers: Workers | None = None  # the pool this lane feeds, if any
     starting: Future[None] | None = None  # not fed until this is done (the pool is starting)
     open: bool = True
     running: int = 0
 
 
-def _stage_object(reader: GcsReader, bucket: str, name: str, staging_path: str, storage_class: str) -> Outcome:
-    """Read, validate and parse one object, then write its bytes to `staging_path`.
-
-    A file that cannot be read or parsed fails alone (its outcome is the reason); a failure to write
-    the staging file is the store's problem and raises.
-    """
-    try:
-        data = reader.read(bucket, name)
-    except Exception as exc:  # the object may vanish or the read may fail; that file fails alone
-        return name, f"could not read the object: {type(exc).__name__}: {exc}"
-    if not data:
-        return name, "not a DICOM file: the object is empty"
-    try:
-        parsed = parse_instance(data)
-    except InvalidDicom as exc:
-        return name, str(exc)
-    with open(staging_path, "wb") as fh:
-        fh.write(data)
-    return name, StagedInstance(parsed, staging_path, storage_class)
-
-
-def _discard_jobs(jobs: Iterable[Job]) -> None:
-    """Remove the staging files a failed task may have written."""
-    for _, path in jobs:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-
-
-def _discard(outcomes: Iterable[Outcome]) -> None:
-    """Remove the staging files of outcomes that will not be committed."""
-    for _, item in outcomes:
-        if isinstance(item, StagedInstance):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(item.staging_path)
-
-
 def _instance_path(parsed: ParsedInstance) -> str:
     return f"studies/{parsed.study_uid}/series/{parsed.series_uid}/instances/{parsed.sop_uid}"
-
-
-# --- worker processes -------------------------------------------------------------------------------
-
-_worker_readers: dict[str | None, GcsReader] = {}
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
-
-
-def _stage_in_worker(emulator_host: str | None, bucket: str, jobs: list[Job], storage_class: str) -> list[Outcome]:
-    """Runs in a worker process: stage each job; the outcomes travel back pickled (see ParsedInstance)."""
-    reader = _worker_readers.get(emulator_host)
-    if reader is None:  # one reader (and kept-alive connection) per emulator host for the worker's life
-        reader = _worker_readers[emulator_host] = GcsReader(emulator_host, from_env=False)
-    return [_stage_object(reader, bucket, name, path, storage_class) for name, path in jobs]
-
-
-def _init_worker(emulator_pid: int, emulator_mp_dir: str) -> None:
-    _exit_with(emulator_pid, emulator_mp_dir)
-    _keep_freed_memory()
-
-
-def _exit_with(pid: int, mp_dir: str) -> None:
-    """Exit as soon as process `pid` (the emulator) is gone, however it ended.
-
-    Needed for kill -9: orphaned workers hold the fork server's liveness pipe open and wait forever on
-    their task queue, so without this the workers, the fork server and its resource tracker all linger.
-    The emulator's multiprocessing directory (pymp-*, the fork server's socket) is removed too, as the
-    emulator would have done at a normal exit.
-    """
-    def wait_for_exit() -> None:
-        try:
-            pidfd = os.pidfd_open(pid)  # Linux >= 5.3: readable once the process has exited
-        except ProcessLookupError:
-            return  # already gone
-        except (AttributeError, OSError):  # no pidfd here: poll
-            while _alive(pid):
-                time.sleep(1.0)
-            return
-        select.select([pidfd], [], [])
-
-    def watch() -> None:
-        wait_for_exit()
-        if os.path.basename(mp_dir).startswith("pymp-"):
-            shutil.rmtree(mp_dir, ignore_errors=True)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="exit-with-emulator", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _keep_freed_memory() -> None:
-    """Let glibc keep freed memory for reuse instead of mapping and faulting in every object body anew.
-
-    Each object's bytes are one allocation above glibc's mmap threshold, so by default every object
-    costs an mmap, an munmap and ~55 page faults (measured); raising the thresholds removes them.
-    """
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-        libc.mallopt(_M_TRIM_THRESHOLD, 128 << 20)
-
-
-def _worker_pid() -> int:
-    return os.getpid()
-
-
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """forkserver: workers fork from a clean, single-threaded server that imported pydicom once.
-
-    Not plain fork: this process has threads (HTTP server, SQLite, operations) that fork would copy
-    mid-flight. Not spawn: every worker would pay the ~0.3 s CPU of importing pydicom and this package.
-    """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    return context
-
-
-@dataclass(frozen=True)
-class _Workers:
-    executor: ProcessPoolExecutor
-    started: Future[None]  # done when every worker process is up (or failed, with the error)
-
-
-class _WorkerPool:
-    """The process pool of one Ingest: started on first use, in the background, and stopped when idle."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._workers: _Workers | None = None
-        self._users = 0
-        self._idle_timer: threading.Timer | None = None
-        _pools.add(self)
-
-    @contextlib.contextmanager
-    def use(self) -> Iterator[_Workers]:
-        with self._lock:
-            if self._idle_timer is not None:
-                self._idle_timer.cancel()
-                self._idle_timer = None
-            if self._workers is None:
-                self._workers = _start_workers()
-            workers = self._workers
-            self._users += 1
-        try:
-            yield workers
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        with self._lock:
-            self._users -= 1
-            if self._users == 0 and self._workers is not None:
-                self._idle_timer = threading.Timer(_POOL_IDLE_SECONDS, self._stop_if_idle)
-                self._idle_timer.daemon = True
-                self._idle_timer.start()
-
-    def _stop_if_idle(self) -> None:
-        with self._lock:
-            if self._users:
-                return
-            workers, self._workers, self._idle_timer = self._workers, None, None
-        if workers is not None:
-            workers.executor.shutdown(wait=True)
-
-    def discard(self, workers: _Workers) -> None:
-        """Forget a failed pool (unless already replaced); the next import starts a new one."""
-        with self._lock:
-            if self._workers is workers:
-                self._workers = None
-        workers.executor.shutdown(wait=False, cancel_futures=True)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._idle_timer is not None:
-                self._idle_timer.cancel()
-                self._idle_timer = None
-            workers, self._workers = self._workers, None
-        if workers is not None:
-            workers.executor.shutdown(wait=True, cancel_futures=True)
-
-
-_pools: weakref.WeakSet[_WorkerPool] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_pools() -> None:
-    """Stop the workers of emulators never closed, so their semaphores are released cleanly."""
-    for pool in list(_pools):
-        pool.close()
-
-
-def _start_workers() -> _Workers:
-    """Create the pool and start its processes from a background thread.
-
-    Submitting the first tasks is what starts the processes, and it blocks until the fork server has
-    imported pydicom: done here, that wait does not hold up the import, which stages in threads meanwhile.
-    """
-    executor = ProcessPoolExecutor(_POOL_WORKERS, mp_context=_worker_context(), initializer=_init_worker,
-                                   initargs=(os.getpid(), multiprocessing.util.get_temp_dir()))
-    started: Future[None] = Future()
-
-    def start() -> None:
-        try:
-            pings = [executor.submit(_worker_pid) for _ in range(_POOL_WORKERS)]
-            for ping in pings:
-                ping.result()
-        except BaseException as exc:  # handed to the import, which then falls back to threads
-            started.set_exception(exc)
-        else:
-            started.set_result(None)
-
-    threading.Thread(target=start, name="import-pool-start", daemon=True).start()
-    return _Workers(executor, started)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from healthcare_emulator import ingest as ingest_module
+from healthcare_emulator import import_workers
 from healthcare_emulator.dicom import parse_instance
 from healthcare_emulator.gcs import GcsReader, parse_object_pattern
 from healthcare_emulator.ingest import CHECKSUM_MISMATCH, Ingest
@@ -101,7 +101,7 @@ def test_a_broken_worker_pool_falls_back_to_threads(store, mixed_bucket, tmp_pat
     storage, ingest, store_id = store
     bucket, _ = mixed_bucket
     # The start-up ping now kills each worker, as the OOM killer or an unimportable __main__ would.
-    monkeypatch.setattr(ingest_module, "_worker_pid", functools.partial(os._exit, 3))
+    monkeypatch.setattr(import_workers, "_worker_pid", functools.partial(os._exit, 3))
 
     context = run_import(ingest, store_id, f"gs://{bucket.name}/set/0*.dcm", tmp_path)
 
