@@ -6,11 +6,14 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 
 def free_port() -> int:
@@ -68,3 +71,42 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         process.wait()
     except ProcessLookupError:
         pass
+
+
+class ManagedServer:
+    """A helper server run as a child process with a private log; subclasses say how to start it."""
+
+    name = "server"
+
+    def __init__(self, port: int = 0):
+        self.port = port or free_port()
+        self._logdir = tempfile.TemporaryDirectory(prefix=f"{self.name}-")
+        self.log = Path(self._logdir.name) / f"{self.name}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return {}
+
+    def ready_url(self) -> str:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self._process = start(self.command(), self.log, self.environment())
+        wait_until_ready(http_ok(self.ready_url()), self._process, self.name, self.log, 60)
+        return self
+
+    def stop(self) -> None:
+        if self._process is not None:
+            stop(self._process)
+            self._process = None
+        self._logdir.cleanup()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

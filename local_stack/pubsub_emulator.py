@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
-from types import TracebackType
 
-from .processes import free_port, http_ok, start, stop, wait_until_ready
+from .processes import ManagedServer
 
 
 def launcher_path() -> Path | None:
@@ -25,34 +23,20 @@ def launcher_path() -> Path | None:
     return launcher if launcher.exists() else None
 
 
-class PubSubEmulator:
+class PubSubEmulator(ManagedServer):
     """Pub/Sub emulator on 127.0.0.1; `host` ("127.0.0.1:PORT") goes into PUBSUB_EMULATOR_HOST."""
 
-    def __init__(self, port: int = 0):
-        self.port = port or free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        self._logdir = tempfile.TemporaryDirectory(prefix="pubsub-emulator-")
-        self.log = Path(self._logdir.name) / "pubsub.log"
-        self._process: subprocess.Popen[bytes] | None = None
+    name = "pubsub-emulator"
 
-    def start(self) -> PubSubEmulator:
+    def __init__(self, port: int = 0):
+        super().__init__(port)
+        self.host = f"127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
         launcher = launcher_path()
         if launcher is None:
             raise RuntimeError("the Pub/Sub emulator is not installed (gcloud component pubsub-emulator)")
-        self._process = start([str(launcher), "--host=127.0.0.1", f"--port={self.port}"], self.log)
-        wait_until_ready(http_ok(f"http://{self.host}/"), self._process, "Pub/Sub emulator", self.log, 60)
-        return self
+        return [str(launcher), "--host=127.0.0.1", f"--port={self.port}"]
 
-    def stop(self) -> None:
-        if self._process is not None:
-            stop(self._process)
-            self._process = None
-        self._logdir.cleanup()
-
-    def __enter__(self) -> PubSubEmulator:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
+    def ready_url(self) -> str:
+        return f"http://{self.host}/"
