@@ -205,9 +205,7 @@ def stored_frames(data: bytes) -> list[bytes]:
 
 def _read(data: bytes) -> Dataset:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return dcmread(io.BytesIO(data))
+        return dcmread(io.BytesIO(data))
     except Exception as exc:  # stored instances were validated; this is corruption on disk
         raise PixelError(f"cannot read the stored instance: {_one_line(exc)}") from None
 
@@ -222,9 +220,7 @@ def _stored_syntax(ds: Dataset) -> UID:
 def _write(ds: Dataset, target: UID) -> bytes:
     out = io.BytesIO()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            dcmwrite(out, ds, enforce_file_format=True)
+        dcmwrite(out, ds, enforce_file_format=True)
     except Exception as exc:
         raise PixelError(f"cannot write the instance as {_syntax_name(target)}: {_one_line(exc)}") from None
     return out.getvalue()
@@ -282,9 +278,7 @@ def _iter_frames(ds: Dataset, source: UID) -> Any:
     index = 0
     while True:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                frame, _ = next(iterator)
+            frame, _ = next(iterator)
         except StopIteration:
             return
         except Exception as exc:
@@ -310,11 +304,9 @@ def _decode(ds: Dataset, source: UID) -> tuple[list[np.ndarray], dict[str, Any]]
     frames: list[np.ndarray] = []
     info: dict[str, Any] = {}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for frame, frame_info in decoder.iter_array(ds, as_rgb=True):
-                frames.append(frame)
-                info = frame_info
+        for frame, frame_info in decoder.iter_array(ds, as_rgb=True):
+            frames.append(frame)
+            info = frame_info
     except Exception as exc:
         raise PixelError(f"cannot decode the {_syntax_name(source)} pixel data: {_one_line(exc)}") from None
     if not frames:
@@ -385,9 +377,7 @@ def _encode(ds: Dataset, source: UID, target: UID, frames: list[np.ndarray]) -> 
                              f" {_J2K_MIN_SIZE}; this image is {frames[0].shape[0]}x{frames[0].shape[1]}")
         array = np.stack(frames) if len(frames) > 1 else frames[0]
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                compress(ds, target, array, generate_instance_uid=False, **options)
+            compress(ds, target, array, generate_instance_uid=False, **options)
         except Exception as exc:
             raise PixelError(f"cannot encode the pixel data as {_syntax_name(target)}: {_one_line(exc)}") from None
     if target in _LOSSY_METHODS:

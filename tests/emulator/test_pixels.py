@@ -169,3 +169,19 @@ def test_raw_frames_of_unaligned_one_bit_frames_start_on_a_byte():
     raw = pixels.raw_frames(out.getvalue())
     unpacked = [np.unpackbits(np.frombuffer(f, np.uint8), bitorder="little")[:15].reshape(3, 5) for f in raw]
     np.testing.assert_array_equal(np.stack(unpacked), frames)
+
+
+def test_pixel_data_no_codec_here_can_decode_is_a_pixel_error_naming_the_syntax():
+    from pydicom.encaps import encapsulate
+
+    ds = read(synthetic_instance(seed=4).data)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2: no decoder installed
+    ds.PixelData = encapsulate([b"\xff\x0a" + bytes(30)])
+    ds["PixelData"].VR, ds["PixelData"].is_undefined_length = "OB", True
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    data = out.getvalue()
+    for call in (lambda: pixels.render(data, "png"), lambda: pixels.transcode(data, pixels.EXPLICIT_LE)):
+        with pytest.raises(pixels.PixelError, match=r"no decoder here .*1\.2\.840\.10008\.1\.2\.4\.100"):
+            call()
+    assert pixels.stored_frames(data) == [b"\xff\x0a" + bytes(30)]  # as stored needs no codec
