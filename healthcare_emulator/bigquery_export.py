@@ -71,12 +71,12 @@ def parse_table_uri(uri: Any, what: str = "bigqueryDestination.tableUri") -> Tab
         raise InvalidArgument(f"{what} is {len(uri)} characters long; the limit is {TABLE_URI_MAX}")
     parts = uri.removeprefix("bq://").rsplit(".", 2) if uri.startswith("bq://") else []
     if len(parts) != 3:
-        raise InvalidArgument(f"invalid {what} {uri!r}: expected bq://PROJECT_ID.DATASET_ID.TABLE_ID")
+        raise InvalidArgument(f"invalid {what} {uri[:300]!r}: expected bq://PROJECT_ID.DATASET_ID.TABLE_ID")
     project, dataset, table = parts
     for value, pattern, label in ((project, _PROJECT, "project ID"), (dataset, _DATASET, "dataset ID"),
                                   (table, _TABLE, "table ID")):
         if not pattern.fullmatch(value):
-            raise InvalidArgument(f"invalid {what} {uri!r}: {value!r} is not a valid BigQuery {label}")
+            raise InvalidArgument(f"invalid {what}: {value[:200]!r} is not a valid BigQuery {label}")
     return TableRef(project, dataset, table)
 
 

@@ -431,8 +431,10 @@ class Converter:
             try:
                 value = self._value(kind, tag.repeated, values)
             except (ValueError, TypeError, OverflowError):
-                dropped[prefix + name] = None  # doesn't fit its column: NULL, and say so
-                continue
+                # Doesn't fit its column (malformed DA/TM/DT, …): the column exists, the value is NULL, and
+                # DroppedTags says so.
+                dropped[prefix + name] = None
+                value = None
             if name not in columns:
                 columns[name] = _scalar_field(name, kind, tag.repeated, tag.number)
             row[name] = value
