@@ -65,6 +65,19 @@ def parse_object_pattern(uri: str) -> ObjectPattern:
     return ObjectPattern(uri, bucket, prefix, re.compile("".join(parts), re.DOTALL))
 
 
+def storage_client(emulator_host: str | None):  # type: ignore[no-untyped-def]
+    """A google-cloud-storage client: anonymous against an emulator, default credentials otherwise."""
+    from google.cloud import storage  # imported lazily: only Cloud Storage work needs it
+
+    if not emulator_host:
+        return storage.Client()
+    from google.auth.credentials import AnonymousCredentials
+
+    endpoint = emulator_host if "://" in emulator_host else f"http://{emulator_host}"
+    return storage.Client(project="emulator", credentials=AnonymousCredentials(),
+                          client_options={"api_endpoint": endpoint})
+
+
 @dataclass(frozen=True)
 class SourceObject:
     name: str
@@ -88,17 +101,7 @@ class GcsReader:
     def _client(self):  # type: ignore[no-untyped-def]
         client = getattr(self._local, "client", None)
         if client is None:
-            from google.cloud import storage  # imported lazily: only imports need it
-
-            if self._emulator_host:
-                from google.auth.credentials import AnonymousCredentials
-
-                host = self._emulator_host if "://" in self._emulator_host else f"http://{self._emulator_host}"
-                client = storage.Client(project="emulator", credentials=AnonymousCredentials(),
-                                        client_options={"api_endpoint": host})
-            else:
-                client = storage.Client()
-            self._local.client = client
+            client = self._local.client = storage_client(self._emulator_host)
         return client
 
     def list_matching(self, pattern: ObjectPattern) -> list[SourceObject]:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from . import pixels
 from .errors import InvalidArgument, NotFound, Unimplemented
 from .exports import load_filter, select_records
+from .gcs import storage_client
 from .names import DicomStoreName
 from .operations import OperationContext
 from .storage import InstanceRecord
@@ -179,17 +180,7 @@ class GcsWriter:
     def _client(self):  # type: ignore[no-untyped-def]
         client = getattr(self._local, "client", None)
         if client is None:
-            from google.cloud import storage  # imported lazily, as gcs.py does
-
-            if self._emulator_host:
-                from google.auth.credentials import AnonymousCredentials
-
-                host = self._emulator_host if "://" in self._emulator_host else f"http://{self._emulator_host}"
-                client = storage.Client(project="emulator", credentials=AnonymousCredentials(),
-                                        client_options={"api_endpoint": host})
-            else:
-                client = storage.Client()
-            self._local.client = client
+            client = self._local.client = storage_client(self._emulator_host)
         return client
 
     def check_bucket(self, bucket: str) -> None:
