@@ -336,8 +336,8 @@ def _to_timestamp(value: Any) -> str:
 
 
 def _pn_group(text: str | None) -> dict[str, str | None] | None:
-    if not text:
-        return None
+    if not text or not text.strip("^ "):
+        return None  # "^^^^" is a name with no components: no name
     parts = text.split("^")
     if len(parts) > 5:  # more than five components: keep the rest in NameSuffix rather than lose it
         parts = [*parts[:4], "^".join(parts[4:])]
@@ -352,7 +352,8 @@ def _to_pn(value: Any) -> dict[str, Any] | None:
         value = {"Alphabetic": value}
     if not isinstance(value, dict):
         raise ValueError("not a PN value")
-    return {g: _pn_group(value.get(g)) for g in _PN_GROUPS}
+    groups = {g: _pn_group(value.get(g)) for g in _PN_GROUPS}
+    return groups if any(groups.values()) else None
 
 
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
