@@ -884,3 +884,35 @@ def test_vendor_corpus_rows_match_an_independent_reading_of_each_file(emulator, 
     assert len(checker.tolerated) <= 5, checker.tolerated
     print(f"{len(exported)} rows, {checker.checked} elements and {len(checker.types)} column types checked;"
           f" tolerated: {checker.tolerated}")
+
+
+# --- streaming (streamConfigs) entry point ------------------------------------------------------------------
+
+
+def test_append_instances_creates_extends_and_skips_rows_over_one_megabyte(emulator, new_store, caplog):
+    from healthcare_emulator.bigquery_export import append_instances
+    from healthcare_emulator.errors import InvalidArgument
+
+    store = new_store()
+    plain = list(synthetic_studies(studies=1, series_per_study=1, instances_per_series=2))
+    rich, rich_data = _rich_instance()
+    huge = Dataset()
+    huge.add_new(0x0040A160, "UT", "x" * (1024 * 1024 + 1))  # TextValue: a row above the streaming limit
+    stow(emulator, store, [i.data for i in plain] + [rich_data, part10(huge)])
+    app = emulator.emulator
+    store_id, _ = app.storage.get_store(store.name)
+    records = {r.sop_uid: r for r in app.storage.find_instances(store_id)}
+    table = new_table()
+
+    append_instances(app, uri(table), store.name, [records[plain[0].sop_uid]], True)
+    first = column_types(emulator, table)
+    append_instances(app, uri(table), store.name,
+                     [records[plain[1].sop_uid], records[rich.SOPInstanceUID], records[huge.SOPInstanceUID]], True)
+
+    got = rows(emulator, table)
+    assert sorted(r["SOPInstanceUID"] for r in got) == sorted([plain[0].sop_uid, plain[1].sop_uid, rich.SOPInstanceUID])
+    assert {r["SourceDicomStore"] for r in got} == {store.name} and {r["Type"] for r in got} == {"INSERT"}
+    assert "OtherElements" not in first and "OtherElements" in column_types(emulator, table)
+    assert "larger than BigQuery's 1 MB streaming limit" in caplog.text
+    with pytest.raises(InvalidArgument, match="streamConfigs"):
+        append_instances(app, "bq://only.two", store.name, list(records.values()), False)
