@@ -196,7 +196,7 @@ BINARY = "BINARY"
 class _Tag:
     """What the dictionary says about one tag, computed once per tag."""
 
-    __slots__ = ("dict_vr", "keyword", "name", "number", "repeated", "skip")
+    __slots__ = ("_kinds", "dict_vr", "keyword", "name", "number", "repeated", "skip")
 
     def __init__(self, key: str):
         number = int(key, 16)
@@ -206,6 +206,7 @@ class _Tag:
         self.keyword = False
         self.dict_vr: str | None = None
         self.repeated = False
+        self._kinds: dict[str, str] = {}
         entry = None if number >> 16 & 1 else _dictionary_entry(number)
         if entry is not None and entry[4]:
             self.keyword = True
@@ -214,7 +215,13 @@ class _Tag:
             self.repeated = entry[1] != "1"
 
     def kind(self, vr: str) -> str:
-        """Column kind for this element as stored with `vr`: a type above, "PN", "SQ", BINARY or OTHER."""
+        """Column kind for this element as stored with `vr`: a type above, "PN", "SQ", "AT", BINARY or OTHER."""
+        kind = self._kinds.get(vr)
+        if kind is None:
+            kind = self._kinds[vr] = self._kind(vr)
+        return kind
+
+    def _kind(self, vr: str) -> str:
         if not self.keyword:
             if vr == "SQ":
                 return "SQ"
@@ -456,7 +463,10 @@ class Converter:
                 return [("" if v is None else convert(v)) for v in values]
             return [(None if v is None else convert(v)) for v in values]
         if len(values) == 1:
-            return None if values[0] is None else convert(values[0])
+            value = values[0]
+            if value is None or (kind == STRING and type(value) is str):
+                return value  # the common case, without a call
+            return convert(value)
         if kind == STRING:  # more values than the dictionary's VM 1: keep them, joined the DICOM way
             return "\\".join("" if v is None else convert(v) for v in values)
         raise ValueError("several values for a single-valued column")
