@@ -211,10 +211,13 @@ def export_job(app: Emulator, store: DicomStoreName, store_id: int, destination:
             context.add(failure=1, pending=-1)
             context.log("ERROR", reason, resource=_instance_path(store_name, record))
         context.check_cancelled()
-        # One transaction: the table state check, schema changes and every row, or nothing.
-        _write(app.data_dir, dest.table, batch, replace=replace, check=check,
-               keys=uid_keys if dest.change_data_capture else ())
-        context.add(success=len(batch.lines), pending=-len(batch.lines))
+        try:
+            # One transaction: the table state check, schema changes and every row, or nothing.
+            _write(app.data_dir, dest.table, batch, replace=replace, check=check,
+                   keys=uid_keys if dest.change_data_capture else ())
+        finally:
+            context.add(pending=-len(batch.lines))  # written or not, nothing is pending any more
+        context.add(success=len(batch.lines))
         if batch.failures:
             raise InvalidArgument(
                 f"{len(batch.failures)} of {len(records)} instances failed to export; each instance's reason is"

@@ -98,8 +98,13 @@ def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _is_lock_error(exc: BaseException) -> bool:
-    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+def _is_busy(exc: BaseException) -> bool:
+    """Whether the file is held elsewhere right now (worth retrying), by another process or by this one."""
+    text = str(exc).lower()
+    return ((isinstance(exc, duckdb.IOException) and "lock" in text)  # another process
+            # this process (e.g. a query run inside the emulator's process while it writes, or the reverse)
+            or (isinstance(exc, duckdb.ConnectionException) and "different configuration" in text)
+            or (isinstance(exc, duckdb.ResourceInUseException) and "already attached" in text))
 
 
 def _with_retry(action: Callable[[], duckdb.DuckDBPyConnection], timeout: float,
@@ -110,10 +115,10 @@ def _with_retry(action: Callable[[], duckdb.DuckDBPyConnection], timeout: float,
         try:
             return action()
         except duckdb.Error as exc:
-            if not _is_lock_error(exc):
+            if not _is_busy(exc):
                 raise
             if time.monotonic() >= deadline:
-                raise WarehouseBusy(f"{what} stayed locked by another process for {timeout:g} s: {exc}") from None
+                raise WarehouseBusy(f"{what} stayed in use elsewhere for {timeout:g} s: {exc}") from None
         time.sleep(delay)
         delay = min(delay * 2, 0.25)
 
