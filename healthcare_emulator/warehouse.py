@@ -141,6 +141,7 @@ def open_for_write(data_dir: str | os.PathLike[str], project: str,
     with _file_lock(path):
         con = _with_retry(lambda: duckdb.connect(str(path)), timeout, f"warehouse database {path}")
         try:
+            con.execute("SET TimeZone = 'UTC'")  # rows carry UTC times; a TIMESTAMPTZ column must read them so
             yield con
         finally:
             con.close()
@@ -226,9 +227,16 @@ def _extend(con: duckdb.DuckDBPyConnection, ref: TableRef, existing: dict[str, d
             result.widened_columns.append(name)
 
 
+_STALE_STAGING = 24 * 3600  # seconds; a staging file this old was left by a process that died mid-write
+
+
 def _stage_rows(data_dir: str | os.PathLike[str], lines: list[str]) -> Path:
     staging = warehouse_dir(data_dir) / ".staging"
     staging.mkdir(parents=True, exist_ok=True)
+    for leftover in staging.glob("*.ndjson"):
+        with suppress(OSError):
+            if time.time() - leftover.stat().st_mtime > _STALE_STAGING:
+                leftover.unlink()
     path = staging / f"{uuid.uuid4().hex}.ndjson"
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines))
