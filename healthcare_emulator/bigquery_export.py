@@ -177,6 +177,14 @@ def _convert(records: list[InstanceRecord], store_name: str, include_source_stor
     if json_schema:
         fields = json_schema_fields(include_source_store, with_type)
     else:
+        if failures or oversized:
+            # A row that failed or was skipped may have added columns before it stopped: rebuild the schema
+            # from the rows that are written (rare, so converting them twice is fine).
+            skipped = {id(r) for r, _ in failures} | {id(r) for r in oversized}
+            converter = Converter()
+            for record in records:
+                if id(record) not in skipped:
+                    converter.flattened_row(json.loads(record.metadata), {})
         fields = converter.schema(extra_fields(include_source_store, with_type=with_type))
     return _Batch(fields, lines, failures, oversized)
 

@@ -249,6 +249,12 @@ def test_export_to_another_project_and_a_table_uri_of_exactly_2000_characters(em
     other = ("other-project", f"bq_{uuid.uuid4().hex[:10]}", "t")
     assert export(healthcare, store, {"tableUri": uri(other)}).get("error") is None
     assert len(rows(emulator, other)) == len(instances)
+    from local_stack.warehouse_query import run_query
+
+    scoped = "bq://example.com:scoped-project.ds.t"  # a domain-scoped project ID
+    assert export(healthcare, store, {"tableUri": scoped}).get("error") is None
+    assert run_query(emulator.data_dir, "SELECT COUNT(*) FROM `example.com:scoped-project.ds.t`")[1] == [
+        (len(instances),)]
     dataset = f"bq_{uuid.uuid4().hex[:10]}".ljust(1000 - len(f"bq://{PROJECT}.."), "d")
     long_table = (PROJECT, dataset, "t" * 1000)  # BigQuery's table names stop at 1,024 characters
     assert len(uri(long_table)) == 2000
@@ -916,3 +922,25 @@ def test_append_instances_creates_extends_and_skips_rows_over_one_megabyte(emula
     assert "larger than BigQuery's 1 MB streaming limit" in caplog.text
     with pytest.raises(InvalidArgument, match="streamConfigs"):
         append_instances(app, "bq://only.two", store.name, list(records.values()), False)
+
+
+def test_an_instance_whose_metadata_cannot_become_a_row_fails_alone():
+    """The per-instance failure path, fed with records as storage returns them (one with unusable metadata)."""
+    from healthcare_emulator.bigquery_export import _convert
+    from healthcare_emulator.storage import InstanceRecord
+
+    def record(sop: str, metadata: str) -> InstanceRecord:
+        return InstanceRecord(1, "1.2", "1.2.3", sop, "1.2.840.10008.5.1.4.1.1.7", ExplicitVRLittleEndian, "0" * 64,
+                              100, "STANDARD", metadata, len(metadata), "2024-01-02T03:04:05.000006Z",
+                              "2024-01-02T03:04:05.000006Z")
+
+    good = json.dumps({"00080018": {"vr": "UI", "Value": ["1.2.3.4"]}, "00100010": {"vr": "PN"}})
+    lone_surrogate = json.dumps({"00100020": {"vr": "LO", "Value": ["\ud800"]}})  # not encodable as UTF-8
+    batch = _convert([record("1.2.3.4", good), record("1.2.3.5", lone_surrogate), record("1.2.3.6", "{not json")],
+                     "projects/p/locations/l/datasets/d/dicomStores/s", False, False, True, "INSERT")
+
+    assert [json.loads(line)["SOPInstanceUID"] for line in batch.lines] == ["1.2.3.4"]
+    assert [(r.sop_uid, reason.rsplit(": ", 1)[1]) for r, reason in batch.failures] == [
+        ("1.2.3.5", "UnicodeEncodeError"), ("1.2.3.6", "JSONDecodeError")]
+    assert json.loads(batch.lines[0])["LastUpdated"] == "2024-01-02 03:04:05.000006"
+    assert "PatientID" not in {f.name for f in batch.fields}  # only the failed instance had it
