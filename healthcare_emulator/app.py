@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from .notifications import ChangedInstance, Notifier
 from .operations import OperationEngine
 from .routes import resolve
 from .storage import Storage
+from .warehouse import WAREHOUSE_DIR
 
 logger = logging.getLogger(__name__)
 TAG_MODALITY = "00080060"
@@ -62,6 +64,7 @@ class Emulator:
 
     def reset(self) -> None:
         self.storage.reset()
+        shutil.rmtree(self.data_dir / WAREHOUSE_DIR, ignore_errors=True)
 
     def close(self) -> None:
         self.engine.shutdown()

@@ -195,8 +195,8 @@ def _raw_json(raw: RawDataElement, path: str, charset: str | None) -> dict[str, 
     """DICOM JSON for a raw little-endian element, or None to use pydicom's conversion."""
     vr = raw.VR
     value = raw.value
-    if vr == "SQ":
-        return None
+    if vr in ("SQ", "UN"):
+        return None  # pydicom parses sequences and replaces UN by the dictionary VR where it knows the tag
     if not value:
         return {"vr": vr}
     if vr in _BINARY_VRS:

@@ -186,10 +186,13 @@ def export(app: Emulator, request: Request, **params: str) -> Response:
         parse_gcs_uri(filter_uri, "filterConfig.resourcePathsGcsUri")
     if bigquery_destination is not None:
         job = bigquery_export.export_job(app, name, store_id, bigquery_destination, filter_uri)
+        # The Italian seed shows these two values for BigQuery exports.
+        method, response_type = _EXPORT_METHOD + "_bq", "type.googleapis.com/google.protobuf.Empty"
     else:
         job = gcs_export.export_job(app, name, store_id, gcs_destination, filter_uri)
-    op = app.engine.start(name.dataset_name, _EXPORT_METHOD.format(version=request.version), job,
-                          request.version, _EXPORT_RESPONSE.format(version=request.version))
+        method, response_type = _EXPORT_METHOD, _EXPORT_RESPONSE
+    op = app.engine.start(name.dataset_name, method.format(version=request.version), job, request.version,
+                          response_type.format(version=request.version))
     return json_response(op)
 
 
