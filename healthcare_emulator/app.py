@@ -9,6 +9,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from .bigquery_export import append_instances
 from .dicom import first_value
 from .errors import ApiError, Internal
 from .gcs import GcsReader
@@ -58,9 +59,22 @@ class Emulator:
 
     def publish_changed(self, store_name: str, instances: list[ChangedInstance], action: str,
                         problem: Problem) -> None:
-        """Tell the store's notification topics that instances were stored or changed."""
-        _, store = self.storage.get_store(store_name)
+        """Tell the store's notification topics and stream tables that instances were stored or changed."""
+        store_id, store = self.storage.get_store(store_name)
         self.notifier.instances_changed(store, instances, action, problem)
+        streams = store.get("streamConfigs") or []
+        if not streams:
+            return
+        records = [record for i in instances
+                   for record in self.storage.find_instances(store_id, i.study_uid, i.series_uid, i.sop_uid)]
+        for stream in streams:
+            destination = stream.get("bigqueryDestination", {})
+            table_uri = destination.get("tableUri", "")
+            try:
+                append_instances(self, table_uri, store_name, records, bool(destination.get("includeSourceStore")),
+                                 json_schema="schemaJson" in destination)
+            except ApiError as exc:  # streaming problems never undo the store (the real API logs them)
+                problem(f"could not stream to {table_uri}: {exc.message}", store_name)
 
     def reset(self) -> None:
         self.storage.reset()
