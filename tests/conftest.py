@@ -152,3 +152,25 @@ def topic(pubsub_clients):  # type: ignore[no-untyped-def]
         return received
 
     return topic_path, pull
+
+
+@pytest.fixture
+def gcloud(emulator, tmp_path):  # type: ignore[no-untyped-def]
+    """Run the real gcloud CLI pointed at the emulator (reference §8.3), in a throw-away config."""
+    import subprocess
+
+    env = {
+        "CLOUDSDK_CONFIG": str(tmp_path / "gcloud-config"),
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_HEALTHCARE": f"{emulator.url}/",
+        "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+    }
+
+    def run(*args: str, project: str, track: str | None = None) -> subprocess.CompletedProcess[str]:
+        """`gcloud [track] healthcare ARGS --project=P` against the emulator, with no credentials."""
+        command = ["gcloud", *([track] if track else []), "healthcare", *args, f"--project={project}"]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    return run

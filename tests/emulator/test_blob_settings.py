@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from local_stack.sample_data import synthetic_studies
-from tests.emulator.test_import import run_import, wait
+from tests.helpers import run_import, wait
 
 pytestmark = pytest.mark.integration
 

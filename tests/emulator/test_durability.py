@@ -18,7 +18,7 @@ from googleapiclient import discovery
 
 from healthcare_emulator.storage import Storage
 from local_stack.sample_data import synthetic_studies
-from tests.emulator.test_import import wait
+from tests.helpers import wait
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

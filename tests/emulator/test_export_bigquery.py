@@ -33,6 +33,7 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 
 from local_stack.sample_data import SyntheticInstance, synthetic_studies
 from tests.conftest import LOCATION, PROJECT, StoreRef
+from tests.helpers import wait
 
 pytestmark = pytest.mark.integration
 
@@ -51,15 +52,6 @@ def stow(emulator, store: StoreRef, parts: list[bytes]) -> None:  # type: ignore
     answer = requests.post(f"{emulator.url}/v1/{store.name}/dicomWeb/studies", data=body, timeout=60,
                            headers={"Content-Type": content_type})
     assert answer.status_code == 200, answer.text
-
-
-def wait(healthcare, operation: dict, timeout: float = 60) -> dict:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while "done" not in operation:
-        assert time.monotonic() < deadline, f"operation {operation['name']} still running after {timeout} s"
-        time.sleep(0.02)
-        operation = healthcare.projects().locations().datasets().operations().get(name=operation["name"]).execute()
-    return operation
 
 
 def export(healthcare, store: StoreRef, destination: dict, filter_uri: str | None = None) -> dict:  # type: ignore[no-untyped-def]
@@ -95,14 +87,14 @@ def qualified(table: tuple[str, str, str]) -> str:
 
 def rows(emulator, table: tuple[str, str, str], columns: str = "*", order: str = "SOPInstanceUID") -> list[dict]:  # type: ignore[no-untyped-def]
     with warehouse(emulator, table[0]) as con:
-        cursor = con.execute(f"SELECT {columns} FROM {qualified(table)} ORDER BY {order}")  # noqa: S608
+        cursor = con.execute(f"SELECT {columns} FROM {qualified(table)} ORDER BY {order}")
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def column_types(emulator, table: tuple[str, str, str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
     with warehouse(emulator, table[0]) as con:
-        relation = con.sql(f"SELECT * FROM {qualified(table)} LIMIT 0")  # noqa: S608
+        relation = con.sql(f"SELECT * FROM {qualified(table)} LIMIT 0")
         return {name: str(dtype) for name, dtype in zip(relation.columns, relation.types, strict=True)}
 
 
@@ -124,7 +116,7 @@ def make_table(emulator, table: tuple[str, str, str], old_rows: int) -> None:  #
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{table[1]}"')
         con.execute(f"CREATE TABLE {qualified(table)} (SOPInstanceUID VARCHAR, Marker VARCHAR)")
         for index in range(old_rows):
-            con.execute(f"INSERT INTO {qualified(table)} VALUES (?, 'old')", [f"0.{index}"])  # noqa: S608
+            con.execute(f"INSERT INTO {qualified(table)} VALUES (?, 'old')", [f"0.{index}"])
     finally:
         con.close()
 
@@ -479,7 +471,7 @@ def test_append_to_a_column_of_another_type_fails_and_leaves_the_table_alone(emu
     con = duckdb.connect(str(path))
     con.execute(f'CREATE SCHEMA "{table[1]}"')
     con.execute(f"CREATE TABLE {qualified(table)} (SOPInstanceUID VARCHAR, PatientName VARCHAR)")
-    con.execute(f"INSERT INTO {qualified(table)} VALUES ('1.2', 'Doe^Jane')")  # noqa: S608
+    con.execute(f"INSERT INTO {qualified(table)} VALUES ('1.2', 'Doe^Jane')")
     con.close()
 
     operation = export(healthcare, store, {"tableUri": uri(table), "writeDisposition": "WRITE_APPEND"})
@@ -836,7 +828,7 @@ def test_vendor_corpus_rows_match_an_independent_reading_of_each_file(emulator, 
     """Every readable corpus file is exported (re-encodings of one instance go to separate stores, all
     appended to one table) and each row is compared, element by element, with plain pydicom's reading."""
     from local_stack.sample_data import vendor_corpus
-    from tests.emulator.test_import import run_import
+    from tests.helpers import run_import
 
     files = vendor_corpus()
     readable = {path: ds for path in files if (ds := _read_independently(path)) is not None}

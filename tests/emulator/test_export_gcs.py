@@ -25,6 +25,7 @@ from pydicom.encaps import generate_frames
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from local_stack.sample_data import synthetic_instance
+from tests.helpers import wait
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +35,6 @@ LOSSLESS = ("1.2.840.10008.1.2", EXPLICIT_LE, "1.2.840.10008.1.2.1.99", "1.2.840
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def wait(healthcare, operation: dict, timeout: float = 60) -> dict:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while "done" not in operation:
-        assert time.monotonic() < deadline, f"operation {operation['name']} still running after {timeout} s"
-        time.sleep(0.05)
-        operation = healthcare.projects().locations().datasets().operations().get(name=operation["name"]).execute()
-    return operation
 
 
 def export(healthcare, store, uri_prefix: str, mime_type: str | None = None,  # type: ignore[no-untyped-def]

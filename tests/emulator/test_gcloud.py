@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 
 import pytest
 
@@ -15,24 +14,6 @@ pytestmark = [
     pytest.mark.gcloud,
     pytest.mark.skipif(shutil.which("gcloud") is None, reason="gcloud is not installed"),
 ]
-
-
-@pytest.fixture
-def gcloud(emulator, tmp_path):  # type: ignore[no-untyped-def]
-    env = {
-        "CLOUDSDK_CONFIG": str(tmp_path / "gcloud-config"),
-        "CLOUDSDK_API_ENDPOINT_OVERRIDES_HEALTHCARE": f"{emulator.url}/",
-        "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
-        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-        "PATH": __import__("os").environ["PATH"],
-        "HOME": str(tmp_path),
-    }
-
-    def run(*args: str, project: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["gcloud", "healthcare", *args, f"--project={project}"], env=env,
-                              capture_output=True, text=True, timeout=120)
-
-    return run
 
 
 def test_gcloud_import_waits_for_the_operation_and_prints_the_store(gcloud, new_store, new_bucket, healthcare):

@@ -9,8 +9,8 @@ import shutil
 import pytest
 
 from local_stack.sample_data import synthetic_studies
-from tests.emulator.test_export_bigquery import column_types, make_table, new_table, rows, stow, uri, wait
-from tests.emulator.test_gcloud import gcloud  # noqa: F401 - the fixture
+from tests.emulator.test_export_bigquery import column_types, make_table, new_table, rows, stow, uri
+from tests.helpers import wait
 
 pytestmark = [
     pytest.mark.integration,
@@ -27,18 +27,18 @@ def source(emulator, new_store):  # type: ignore[no-untyped-def]
     return store, instances
 
 
-def export_bq(gcloud, store, table: tuple[str, str, str], *flags: str):  # type: ignore[no-untyped-def]  # noqa: F811
+def export_bq(gcloud, store, table: tuple[str, str, str], *flags: str):  # type: ignore[no-untyped-def]
     return gcloud("dicom-stores", "export", "bq", store.store, f"--dataset={store.dataset}",
                   f"--location={store.location}", f"--bq-table={uri(table)}", *flags, project=store.project)
 
 
-def export_bq_async(gcloud, healthcare, store, table, *flags: str) -> dict:  # type: ignore[no-untyped-def]  # noqa: F811
+def export_bq_async(gcloud, healthcare, store, table, *flags: str) -> dict:  # type: ignore[no-untyped-def]
     result = export_bq(gcloud, store, table, "--async", "--format=json", *flags)
     assert result.returncode == 0, result.stderr
     return wait(healthcare, {"name": json.loads(result.stdout)["name"]})
 
 
-def test_gcloud_export_bq_creates_the_table_then_refuses_to_overwrite_it(emulator, gcloud, source):  # noqa: F811
+def test_gcloud_export_bq_creates_the_table_then_refuses_to_overwrite_it(emulator, gcloud, source):
     store, instances = source
     table = new_table()
 
@@ -53,7 +53,7 @@ def test_gcloud_export_bq_creates_the_table_then_refuses_to_overwrite_it(emulato
     assert len(rows(emulator, table)) == len(instances)
 
 
-def test_gcloud_overwrite_table_and_write_disposition_flags(emulator, gcloud, healthcare, source):  # noqa: F811
+def test_gcloud_overwrite_table_and_write_disposition_flags(emulator, gcloud, healthcare, source):
     store, instances = source
     n = len(instances)
     table = new_table()
@@ -77,3 +77,19 @@ def test_gcloud_overwrite_table_and_write_disposition_flags(emulator, gcloud, he
     truncated = export_bq_async(gcloud, healthcare, store, table, "--write-disposition=write-truncate",
                                 "--overwrite-table")
     assert "error" not in truncated and len(rows(emulator, table)) == n
+
+
+def test_gcloud_beta_filter_config_exports_only_the_listed_instances(emulator, gcloud, source, new_bucket):
+    store, instances = source
+    table = new_table()
+    bucket = new_bucket()
+    chosen = instances[1]
+    bucket.blob("filter.txt").upload_from_string(
+        f"/studies/{chosen.study_uid}/series/{chosen.series_uid}/instances/{chosen.sop_uid}\n".encode())
+
+    result = gcloud("dicom-stores", "export", "bq", store.store, f"--dataset={store.dataset}",
+                    f"--location={store.location}", f"--bq-table={uri(table)}",
+                    f"--filter-config-gcs-uri=gs://{bucket.name}/filter.txt", project=store.project, track="beta")
+
+    assert result.returncode == 0, result.stderr
+    assert [r["SOPInstanceUID"] for r in rows(emulator, table)] == [chosen.sop_uid]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
-import subprocess
 import time
 
 import pydicom
@@ -18,24 +16,6 @@ pytestmark = [
     pytest.mark.gcloud,
     pytest.mark.skipif(shutil.which("gcloud") is None, reason="gcloud is not installed"),
 ]
-
-
-@pytest.fixture
-def gcloud(emulator, tmp_path):  # type: ignore[no-untyped-def]
-    env = {
-        "CLOUDSDK_CONFIG": str(tmp_path / "gcloud-config"),
-        "CLOUDSDK_API_ENDPOINT_OVERRIDES_HEALTHCARE": f"{emulator.url}/",
-        "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
-        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-    }
-
-    def run(*args: str, project: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["gcloud", "healthcare", *args, f"--project={project}"], env=env,
-                              capture_output=True, text=True, timeout=120)
-
-    return run
 
 
 def load(healthcare, store, bucket, files: dict[str, bytes]) -> None:  # type: ignore[no-untyped-def]

@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 
 from local_stack.sample_data import synthetic_instance, synthetic_studies, vendor_corpus
+from tests.helpers import metrics, run_import
 
 pytestmark = pytest.mark.integration
-
-
-def wait(healthcare, operation: dict, timeout: float = 60) -> dict:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while "done" not in operation:
-        assert time.monotonic() < deadline, f"operation {operation['name']} still running after {timeout} s"
-        time.sleep(0.05)
-        operation = healthcare.projects().locations().datasets().operations().get(name=operation["name"]).execute()
-    return operation
-
-
-def run_import(healthcare, store, uri: str, **extra: object) -> dict:  # type: ignore[no-untyped-def]
-    stores = healthcare.projects().locations().datasets().dicomStores()
-    operation = stores.import_(name=store.name, body={"gcsSource": {"uri": uri}, **extra}).execute()
-    return wait(healthcare, operation)
-
-
-def metrics(healthcare, store) -> dict:  # type: ignore[no-untyped-def]
-    return healthcare.projects().locations().datasets().dicomStores().getDICOMStoreMetrics(name=store.name).execute()
 
 
 def test_import_stores_every_instance_and_reports_counters(healthcare, new_store, new_bucket):

@@ -188,7 +188,7 @@ def _running(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_kill_9_of_the_emulator_leaves_no_worker_processes(mixed_bucket, fake_gcs, tmp_path):
     from tests.emulator.test_durability import EmulatorProcess, _setup
-    from tests.emulator.test_import import wait
+    from tests.helpers import wait
 
     bucket, _ = mixed_bucket
     mp_dirs_before = set(Path(tempfile.gettempdir()).glob("pymp-*"))

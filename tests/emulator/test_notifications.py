@@ -7,7 +7,7 @@ import requests
 
 from local_stack.sample_data import synthetic_instance
 from tests.conftest import PROJECT
-from tests.emulator.test_import import run_import
+from tests.helpers import run_import
 
 pytestmark = pytest.mark.integration
 

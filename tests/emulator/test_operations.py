@@ -7,7 +7,7 @@ import requests
 from googleapiclient.errors import HttpError
 
 from local_stack.sample_data import synthetic_studies
-from tests.emulator.test_import import wait
+from tests.helpers import wait
 
 pytestmark = pytest.mark.integration
 

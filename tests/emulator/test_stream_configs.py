@@ -8,7 +8,7 @@ import requests
 from local_stack.sample_data import synthetic_instance
 from local_stack.warehouse_query import run_query
 from tests.conftest import PROJECT
-from tests.emulator.test_import import run_import, wait
+from tests.helpers import run_import, wait
 
 pytestmark = pytest.mark.integration
 

@@ -100,9 +100,9 @@ def test_table_names_in_every_bigquery_spelling(emulator, exported):
     project, dataset, name = table
     for reference in (f"`{project}.{dataset}.{name}`", f"`{project}`.{dataset}.{name}", f"{project}.{dataset}.{name}",
                       f"`{project}`.`{dataset}`.`{name}`"):
-        _, rows = run_query(emulator.data_dir, f"SELECT COUNT(*) AS n FROM {reference}")  # noqa: S608
+        _, rows = run_query(emulator.data_dir, f"SELECT COUNT(*) AS n FROM {reference}")
         assert rows == [(len(instances),)], reference
-    _, rows = run_query(emulator.data_dir, f"SELECT COUNT(*) FROM {dataset}.{name}", default_project=project)  # noqa: S608
+    _, rows = run_query(emulator.data_dir, f"SELECT COUNT(*) FROM {dataset}.{name}", default_project=project)
     assert rows == [(len(instances),)]
 
 
@@ -110,9 +110,9 @@ def test_repeated_records_and_structs_query_the_bigquery_way(emulator, exported)
     table, instances = exported
     ref = "`{}.{}.{}`".format(*table)
 
-    _, dropped = run_query(emulator.data_dir, f"SELECT d.TagName, COUNT(*) FROM {ref}, UNNEST(DroppedTags) AS d"  # noqa: S608
+    _, dropped = run_query(emulator.data_dir, f"SELECT d.TagName, COUNT(*) FROM {ref}, UNNEST(DroppedTags) AS d"
                                               " GROUP BY d.TagName ORDER BY d.TagName")
-    _, names = run_query(emulator.data_dir, f"SELECT DISTINCT PatientName.Alphabetic.GivenName, ImageType[OFFSET(2)],"  # noqa: S608
+    _, names = run_query(emulator.data_dir, f"SELECT DISTINCT PatientName.Alphabetic.GivenName, ImageType[OFFSET(2)],"
                                             f" ARRAY_LENGTH(PixelSpacing) FROM {ref} WHERE PatientID = '19045'")
 
     assert dropped == [("FileMetaInformationVersion", len(instances)), ("PixelData", len(instances))]
@@ -133,7 +133,7 @@ def test_the_warehouse_is_read_only_and_errors_say_why(emulator, exported, sql, 
 
 def test_file_access_is_off_inside_queries(emulator, exported):
     table, instances = exported
-    sql = ("SELECT COUNT(*) FROM `{}.{}.{}` WHERE EXISTS (SELECT 1 FROM `{}.{}.{}`)".format(*table, *table))  # noqa: S608
+    sql = ("SELECT COUNT(*) FROM `{}.{}.{}` WHERE EXISTS (SELECT 1 FROM `{}.{}.{}`)".format(*table, *table))
     assert run_query(emulator.data_dir, sql)[1] == [(len(instances),)]
     with pytest.raises(QueryError):
         run_query(emulator.data_dir, "SELECT * FROM (SELECT * FROM read_text('/etc/hostname')) AS x, `p.d.t`")

@@ -7,7 +7,7 @@ import pytest
 from healthcare_emulator.errors import InvalidArgument
 from healthcare_emulator.gcs import parse_object_pattern
 from local_stack.sample_data import synthetic_instance
-from tests.emulator.test_import import run_import
+from tests.helpers import run_import
 
 OBJECTS = [
     "top.dcm", "Example.dcm", "Example1.dcm", "Example01.dcm", "ExampleA.txt",
