@@ -31,6 +31,8 @@ emulator: setup
 
 bench: setup
 	$(PY) bench/import_throughput.py
+	$(PY) bench/export_bigquery.py
+	$(PY) bench/export_png.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .emulator-data
