@@ -17,23 +17,13 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere: make the repo packages importable
     sys.path.insert(0, str(ROOT))
 
 PROJECT, LOCATION, DATASET, STORE = "bench-project", "us-central1", "bench", "bq-export"
-POLL_INTERVAL = 0.1  # the end is the operation's own endTime, so polling does not blur the timing
 STOW_BATCH = 500
-
-
-def _wait(healthcare: Any, operation: dict[str, Any]) -> dict[str, Any]:
-    operations = healthcare.projects().locations().datasets().operations()
-    while "done" not in operation:
-        time.sleep(POLL_INTERVAL)
-        operation = operations.get(name=operation["name"]).execute()
-    return operation
 
 
 def _seconds(timestamp: str) -> float:
@@ -58,21 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import duckdb
-    from google.auth.credentials import AnonymousCredentials
-    from googleapiclient import discovery
 
     from healthcare_emulator import EmulatorServer
+    from local_stack.healthcare_api import create_dicom_store, healthcare_service, wait_for_operation
     from local_stack.sample_data import synthetic_studies
 
     print(f"cpus: {os.cpu_count()}  load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with EmulatorServer() as server:
-        healthcare = discovery.build("healthcare", "v1", credentials=AnonymousCredentials(),
-                                     client_options={"api_endpoint": server.url}, cache_discovery=False)
+        healthcare = healthcare_service(server.url)
         datasets = healthcare.projects().locations().datasets()
-        datasets.create(parent=f"projects/{PROJECT}/locations/{LOCATION}", datasetId=DATASET, body={}).execute()
-        parent = f"projects/{PROJECT}/locations/{LOCATION}/datasets/{DATASET}"
-        datasets.dicomStores().create(parent=parent, dicomStoreId=STORE, body={}).execute()
-        store = f"{parent}/dicomStores/{STORE}"
+        store = create_dicom_store(healthcare, PROJECT, LOCATION, DATASET, STORE)
 
         t = time.perf_counter()
         studies = -(-args.count // 20)
@@ -93,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.time()
             operation = datasets.dicomStores().export(name=store, body={"bigqueryDestination": {
                 "tableUri": f"bq://{PROJECT}.bench.{table}", "writeDisposition": "WRITE_EMPTY"}}).execute()
-            operation = _wait(healthcare, operation)
+            operation = wait_for_operation(healthcare, operation)
             if "error" in operation:
                 print(f"export failed: {operation['error']}")
                 return 1

@@ -16,7 +16,6 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere: make the repo packages importable
@@ -24,15 +23,6 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: make the repo pa
 
 PROJECT, LOCATION, DATASET, STORE = "bench-project", "us-central1", "bench", "export"
 BUCKET = "export-bench"
-POLL_INTERVAL = 0.25  # the end is the operation's own endTime, so polling slowly does not blur the timing
-
-
-def _wait(healthcare: Any, operation: dict[str, Any]) -> dict[str, Any]:
-    operations = healthcare.projects().locations().datasets().operations()
-    while "done" not in operation:
-        time.sleep(POLL_INTERVAL)
-        operation = operations.get(name=operation["name"]).execute()
-    return operation
 
 
 def _seconds(timestamp: str) -> float:
@@ -54,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
-    from googleapiclient import discovery
 
     from healthcare_emulator import EmulatorServer
     from local_stack.fake_gcs import FakeGcsServer
+    from local_stack.healthcare_api import create_dicom_store, healthcare_service, wait_for_operation
     from local_stack.sample_data import synthetic_studies
 
     print(f"cpus: {os.cpu_count()}  load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -75,19 +65,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generated and uploaded {args.count} instances of {args.size}x{args.size} px"
               f" ({total / 2**20:.1f} MB) in {time.perf_counter() - t:.1f} s")
 
-        healthcare = discovery.build("healthcare", "v1", credentials=AnonymousCredentials(),
-                                     client_options={"api_endpoint": server.url}, cache_discovery=False)
+        healthcare = healthcare_service(server.url)
         datasets = healthcare.projects().locations().datasets()
-        datasets.create(parent=f"projects/{PROJECT}/locations/{LOCATION}", datasetId=DATASET, body={}).execute()
-        dataset = f"projects/{PROJECT}/locations/{LOCATION}/datasets/{DATASET}"
-        datasets.dicomStores().create(parent=dataset, dicomStoreId=STORE, body={}).execute()
-        store = f"{dataset}/dicomStores/{STORE}"
-        imported = _wait(healthcare, datasets.dicomStores().import_(
+        store = create_dicom_store(healthcare, PROJECT, LOCATION, DATASET, STORE)
+        imported = wait_for_operation(healthcare, datasets.dicomStores().import_(
             name=store, body={"gcsSource": {"uri": f"gs://{BUCKET}/in/*.dcm"}}).execute())
         assert imported["metadata"]["counter"] == {"success": str(args.count)}, imported
 
         cpu_here, cpu_gcs = _cpu_of(os.getpid()), _cpu_of(gcs._process.pid)  # type: ignore[union-attr]
-        operation = _wait(healthcare, datasets.dicomStores().export(
+        operation = wait_for_operation(healthcare, datasets.dicomStores().export(
             name=store, body={"gcsDestination": {"uriPrefix": f"gs://{BUCKET}/out", "mimeType": args.mime_type}},
         ).execute())
         cpu_here, cpu_gcs = _cpu_of(os.getpid()) - cpu_here, _cpu_of(gcs._process.pid) - cpu_gcs  # type: ignore[union-attr]

@@ -121,19 +121,13 @@ def _cpu_by_role(gcs_pid: int | None) -> dict[str, float]:
 
 
 def bench_emulator(gcs_url: str, gcs_pid: int | None, data_dir: Path, count: int) -> dict[str, Any]:
-    from google.auth.credentials import AnonymousCredentials
-    from googleapiclient import discovery
-
     from healthcare_emulator import EmulatorServer
+    from local_stack.healthcare_api import create_dicom_store, healthcare_service
 
     with EmulatorServer(data_dir=data_dir, storage_emulator_host=gcs_url) as server:
-        healthcare = discovery.build("healthcare", "v1", credentials=AnonymousCredentials(),
-                                     client_options={"api_endpoint": server.url}, cache_discovery=False)
+        healthcare = healthcare_service(server.url)
         datasets = healthcare.projects().locations().datasets()
-        dataset_name = f"projects/{PROJECT}/locations/{LOCATION}/datasets/{DATASET}"
-        store_name = f"{dataset_name}/dicomStores/{STORE}"
-        datasets.create(parent=f"projects/{PROJECT}/locations/{LOCATION}", datasetId=DATASET, body={}).execute()
-        datasets.dicomStores().create(parent=dataset_name, dicomStoreId=STORE, body={}).execute()
+        store_name = create_dicom_store(healthcare, PROJECT, LOCATION, DATASET, STORE)
 
         request = datasets.dicomStores().import_(name=store_name,
                                                  body={"gcsSource": {"uri": f"gs://{BUCKET}/{PREFIX}/**.dcm"}})

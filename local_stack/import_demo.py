@@ -19,10 +19,10 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
-from googleapiclient import discovery
 
 from healthcare_emulator import EmulatorServer
 from local_stack.fake_gcs import FakeGcsServer
+from local_stack.healthcare_api import create_dicom_store, healthcare_service
 from local_stack.sample_data import synthetic_studies, vendor_corpus
 
 PROJECT, LOCATION, DATASET, STORE, BUCKET = "demo-project", "us-central1", "demo-dataset", "demo-store", "dicom-landing"
@@ -52,13 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             bucket.blob(f"incoming/vendor/{path.name}").upload_from_filename(str(path))
         print(f"uploaded {len(synthetic)} synthetic instances and {len(corpus)} vendor files to gs://{BUCKET}/incoming/")
 
-        healthcare = discovery.build("healthcare", "v1", credentials=AnonymousCredentials(),
-                                     client_options={"api_endpoint": emulator.url}, cache_discovery=False)
+        healthcare = healthcare_service(emulator.url)
         datasets = healthcare.projects().locations().datasets()
-        datasets.create(parent=f"projects/{PROJECT}/locations/{LOCATION}", datasetId=DATASET, body={}).execute()
-        dataset_name = f"projects/{PROJECT}/locations/{LOCATION}/datasets/{DATASET}"
-        datasets.dicomStores().create(parent=dataset_name, dicomStoreId=STORE, body={}).execute()
-        store_name = f"{dataset_name}/dicomStores/{STORE}"
+        store_name = create_dicom_store(healthcare, PROJECT, LOCATION, DATASET, STORE)
 
         uri = f"gs://{BUCKET}/incoming/**.dcm"
         operation = datasets.dicomStores().import_(
