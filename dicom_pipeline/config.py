@@ -1,0 +1,77 @@
+"""Settings read from environment variables at call time into a frozen object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import ConfigError
+from .names import BigQueryTableUri, DicomStoreName
+
+STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
+WRITE_DISPOSITIONS = ("WRITE_APPEND", "WRITE_TRUNCATE", "WRITE_EMPTY")
+
+
+@dataclass(frozen=True)
+class Settings:
+    dicom_store: DicomStoreName
+    staging_bucket: str
+    bigquery_table: BigQueryTableUri | None = None
+    import_suffixes: tuple[str, ...] = (".dcm",)
+    import_storage_class: str | None = None
+    operation_wait_seconds: float = 60.0
+    write_disposition: str = "WRITE_APPEND"
+    healthcare_api_endpoint: str | None = None
+    storage_emulator_host: str | None = None
+    project: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        store = _required(env, "DICOM_STORE")
+        try:
+            dicom_store = DicomStoreName.from_string(store)
+        except ValueError as exc:
+            raise ConfigError(f"DICOM_STORE is malformed: {exc}") from None
+        staging = _required(env, "STAGING_BUCKET").removeprefix("gs://").rstrip("/")
+        if not staging or "/" in staging:
+            raise ConfigError("STAGING_BUCKET must be a bucket name (optionally gs://NAME)")
+        table = None
+        if env.get("BIGQUERY_TABLE"):
+            try:
+                table = BigQueryTableUri.from_string(env["BIGQUERY_TABLE"])
+            except ValueError as exc:
+                raise ConfigError(f"BIGQUERY_TABLE is malformed: {exc}") from None
+        suffixes = tuple(s.strip().lower() for s in env.get("IMPORT_SUFFIXES", ".dcm").split(",") if s.strip())
+        if not suffixes:
+            raise ConfigError("IMPORT_SUFFIXES must list at least one suffix, e.g. .dcm")
+        storage_class = env.get("IMPORT_STORAGE_CLASS", "").strip().upper() or None
+        if storage_class is not None and storage_class not in STORAGE_CLASSES:
+            raise ConfigError(f"IMPORT_STORAGE_CLASS must be one of {', '.join(STORAGE_CLASSES)}")
+        raw_wait = env.get("OPERATION_WAIT_SECONDS", "60")
+        try:
+            wait = float(raw_wait)
+        except ValueError:
+            raise ConfigError(f"OPERATION_WAIT_SECONDS must be a number of seconds, got {raw_wait!r}") from None
+        if not 0 <= wait <= 3600:
+            raise ConfigError("OPERATION_WAIT_SECONDS must be between 0 and 3600")
+        disposition = env.get("EXPORT_WRITE_DISPOSITION", "WRITE_APPEND").strip().upper()
+        if disposition not in WRITE_DISPOSITIONS:
+            raise ConfigError(f"EXPORT_WRITE_DISPOSITION must be one of {', '.join(WRITE_DISPOSITIONS)}")
+        endpoint = env.get("HEALTHCARE_API_ENDPOINT", "").strip().rstrip("/") or None
+        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+            raise ConfigError("HEALTHCARE_API_ENDPOINT must be an http:// or https:// URL")
+        return cls(
+            dicom_store=dicom_store, staging_bucket=staging, bigquery_table=table, import_suffixes=suffixes,
+            import_storage_class=storage_class, operation_wait_seconds=wait, write_disposition=disposition,
+            healthcare_api_endpoint=endpoint, storage_emulator_host=env.get("STORAGE_EMULATOR_HOST") or None,
+            project=env.get("GOOGLE_CLOUD_PROJECT") or dicom_store.project,
+        )
+
+
+def _required(env: Mapping[str, str], key: str) -> str:
+    value = env.get(key, "").strip()
+    if not value:
+        raise ConfigError(f"{key} is not set")
+    return value

@@ -1,0 +1,94 @@
+"""Cloud Healthcare API calls through google-api-python-client, with a lazily built, cached service."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from .errors import TransientError, classify
+from .names import BigQueryTableUri, DicomStoreName, GcsUri
+
+_HTTP_TIMEOUT = 30
+
+
+_local = threading.local()
+
+
+def service(endpoint: str | None) -> Any:
+    """The healthcare v1 service, built once per thread (httplib2 is not thread-safe; gen2 runs threads)."""
+    cache = getattr(_local, "services", None)
+    if cache is None:
+        cache = _local.services = {}
+    if endpoint not in cache:
+        cache[endpoint] = _build(endpoint)
+    return cache[endpoint]
+
+
+def _build(endpoint: str | None) -> Any:
+    """Anonymous against an emulator endpoint, default credentials otherwise."""
+    import google_auth_httplib2
+    import httplib2
+    from googleapiclient import discovery
+
+    if endpoint:
+        from google.auth.credentials import AnonymousCredentials
+
+        credentials: Any = AnonymousCredentials()
+        options: dict[str, str] | None = {"api_endpoint": endpoint}
+    else:
+        import google.auth
+
+        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        options = None
+    # A bounded socket timeout turns a hung connection into a retryable error instead of a stuck function.
+    http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=_HTTP_TIMEOUT))
+    return discovery.build("healthcare", "v1", http=http, client_options=options, cache_discovery=False,
+                           static_discovery=True)
+
+
+def _execute(request: Any, what: str) -> dict[str, Any]:
+    try:
+        return request.execute(num_retries=0)
+    except Exception as exc:
+        raise classify(exc, what) from exc
+
+
+def _stores(endpoint: str | None) -> Any:
+    return service(endpoint).projects().locations().datasets().dicomStores()
+
+
+def import_dicom(endpoint: str | None, store: DicomStoreName, source: GcsUri,
+                 storage_class: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"gcsSource": {"uri": str(source)}}
+    if storage_class:
+        body["blobStorageSettings"] = {"blobStorageClass": storage_class}
+    return _execute(_stores(endpoint).import_(name=str(store), body=body), "dicomStores.import")
+
+
+def export_to_bigquery(endpoint: str | None, store: DicomStoreName, table: BigQueryTableUri,
+                       write_disposition: str, filter_uri: GcsUri | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"bigqueryDestination": {"tableUri": str(table), "writeDisposition": write_disposition}}
+    if filter_uri is not None:
+        body["filterConfig"] = {"resourcePathsGcsUri": str(filter_uri)}
+    return _execute(_stores(endpoint).export(name=str(store), body=body), "dicomStores.export")
+
+
+def get_operation(endpoint: str | None, name: str) -> dict[str, Any]:
+    operations = service(endpoint).projects().locations().datasets().operations()
+    return _execute(operations.get(name=name), "operations.get")
+
+
+def wait(endpoint: str | None, operation: dict[str, Any], bound: float) -> dict[str, Any]:
+    """Poll until `done` or `bound` seconds pass; returns the last operation seen (without `done` if pending)."""
+    deadline = time.monotonic() + bound
+    delay = 0.05
+    while not operation.get("done"):
+        if time.monotonic() >= deadline:
+            return operation
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 2.0)
+        if "name" not in operation:
+            raise TransientError("the API returned an operation without a name")
+        operation = get_operation(endpoint, operation["name"])
+    return operation
