@@ -1,0 +1,1 @@
+"""Thin CloudEvent adapters: check the event type, parse the payload, call one core function."""

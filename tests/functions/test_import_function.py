@@ -1,0 +1,163 @@
+"""The import function against fake-gcs-server and the Healthcare emulator over real HTTP."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from cloudevents.conversion import to_binary, to_structured
+
+from local_stack.sample_data import synthetic_instance, vendor_corpus
+from main import import_dicom_object
+
+from .conftest import storage_event
+
+pytestmark = pytest.mark.integration
+
+
+def test_direct_call_imports_the_object(pipeline, instance_count) -> None:
+    event = pipeline.upload("in/one.dcm", synthetic_instance().data)
+
+    assert import_dicom_object(event) == "succeeded"
+
+    assert instance_count(pipeline.store) == 1
+    records = list(pipeline.staging.list_blobs(prefix="outcomes/import/"))
+    assert len(records) == 1 and b'"succeeded"' in records[0].download_as_bytes()
+
+
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_through_functions_framework(pipeline, instance_count, app_client, mode) -> None:
+    event = pipeline.upload(f"in/{mode}.DCM", synthetic_instance().data)  # suffix match is case-insensitive
+    headers, body = (to_binary if mode == "binary" else to_structured)(event)
+
+    response = app_client("import_dicom_object").post("/", headers=headers, data=body)
+
+    assert response.status_code == 200
+    assert instance_count(pipeline.store) == 1
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+def test_redelivery_imports_once(pipeline, instance_count, concurrent) -> None:
+    event = pipeline.upload("in/again.dcm", synthetic_instance().data)
+
+    if concurrent:
+        with ThreadPoolExecutor(3) as pool:
+            outcomes = list(pool.map(lambda _: import_dicom_object(event), range(3)))
+    else:
+        outcomes = [import_dicom_object(event) for _ in range(3)]
+
+    assert set(outcomes) <= {"succeeded", "already-imported"}
+    assert instance_count(pipeline.store) == 1
+
+
+def test_non_candidates_are_skipped_with_one_info_line(pipeline, instance_count, capsys) -> None:
+    events = [pipeline.upload("notes.txt", b"hello"),
+              pipeline.upload("empty.dcm", b""),
+              storage_event(pipeline.source.name, "gcloud/tmp/parallel_composite_uploads/x/0.dcm", 10)]
+
+    assert [import_dicom_object(e) for e in events] == ["skipped"] * 3
+
+    lines = [line for line in capsys.readouterr().out.splitlines() if '"skipped"' in line]
+    assert len(lines) == 3 and all('"severity": "INFO"' in line for line in lines)
+    assert "zero-size" in lines[1] and "composite" in lines[2]
+    assert instance_count(pipeline.store) == 0
+
+
+def test_configurable_suffixes(pipeline, instance_count, monkeypatch) -> None:
+    monkeypatch.setenv("IMPORT_SUFFIXES", ".dicom, .dcm")
+    event = pipeline.upload("in/x.DICOM", synthetic_instance().data)
+
+    assert import_dicom_object(event) == "succeeded"
+    assert instance_count(pipeline.store) == 1
+
+
+def test_wildcard_names_import_only_the_triggering_object(pipeline, instance_count) -> None:
+    # Objects a pattern would also match: if the name were used as a pattern these would be imported too.
+    for name in ("in/scanA1.dcm", "in/scanAB.dcm", "in/scanA.dcm"):
+        pipeline.upload(name, synthetic_instance().data)
+    events = [pipeline.upload("in/scan*.dcm", synthetic_instance().data),
+              pipeline.upload("in/scanA?.dcm", synthetic_instance().data),
+              pipeline.upload("in/scan[A].dcm", synthetic_instance().data)]
+
+    assert [import_dicom_object(e) for e in events] == ["succeeded"] * 3
+    assert instance_count(pipeline.store) == 3
+
+
+def test_bad_files_are_dead_lettered_and_valid_files_land(pipeline, instance_count) -> None:
+    good = [synthetic_instance() for _ in range(3)]
+    bad = {"random.dcm": os.urandom(4096), "short.dcm": b"tiny",
+           "huge-not-dicom.dcm": b"\0" * (20 * 1024 * 1024)}
+    broken = [p for p in vendor_corpus() if not _is_part10(p)]
+    assert broken, "pydicom's corpus should contain files without a Part-10 preamble"
+    for path in broken:
+        bad[f"corpus/{path.name}.dcm"] = path.read_bytes()
+    events = [pipeline.upload(name, data) for name, data in bad.items() if data]
+    events += [pipeline.upload(f"good/{i}.dcm", g.data) for i, g in enumerate(good)]
+
+    outcomes = [import_dicom_object(e) for e in events]
+
+    assert outcomes[-3:] == ["succeeded"] * 3
+    assert outcomes[:-3] == [None] * (len(events) - 3)
+    letters = pipeline.dead_letters("import")
+    assert len(letters) == len(events) - 3
+    assert all("DICM" in letter["reason"] and letter["event_id"] and letter["time"] for letter in letters)
+    assert {letter["object"] for letter in letters} == {f"gs://{pipeline.source.name}/{n}" for n in bad if bad[n]}
+    assert instance_count(pipeline.store) == 3
+
+
+def _is_part10(path) -> bool:  # type: ignore[no-untyped-def]
+    with open(path, "rb") as f:
+        f.seek(128)
+        return f.read(4) == b"DICM"
+
+
+def test_uid_conflict_is_permanent(pipeline, instance_count) -> None:
+    first = synthetic_instance()
+    clash = synthetic_instance(first.study_uid, first.series_uid, first.sop_uid, rows=32, columns=32)
+    assert import_dicom_object(pipeline.upload("a.dcm", first.data)) == "succeeded"
+
+    assert import_dicom_object(pipeline.upload("b.dcm", clash.data)) is None
+
+    (letter,) = pipeline.dead_letters("import")
+    assert letter["operation"] and "b.dcm" in letter["object"]
+    assert instance_count(pipeline.store) == 1
+
+
+def test_operation_running_at_the_bound_is_recorded_pending(pipeline, instance_count, monkeypatch) -> None:
+    monkeypatch.setenv("OPERATION_WAIT_SECONDS", "0")
+    event = pipeline.upload("slow.dcm", synthetic_instance().data)
+
+    first = import_dicom_object(event)
+
+    assert first in ("pending", "succeeded")
+    if first == "pending":
+        (record,) = pipeline.staging.list_blobs(prefix="outcomes/import/")
+        assert b'"pending"' in record.download_as_bytes() and b"operations/" in record.download_as_bytes()
+    monkeypatch.setenv("OPERATION_WAIT_SECONDS", "30")
+    import time
+
+    deadline = time.monotonic() + 30
+    outcome = first
+    while outcome == "pending" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        outcome = import_dicom_object(event)  # follows the recorded operation, never a second import
+    assert outcome in ("succeeded", "already-imported")
+    assert instance_count(pipeline.store) == 1
+
+
+def test_missing_setting_raises_naming_it(pipeline, monkeypatch) -> None:
+    from dicom_pipeline.errors import ConfigError
+
+    monkeypatch.delenv("STAGING_BUCKET")
+    with pytest.raises(ConfigError, match="STAGING_BUCKET"):
+        import_dicom_object(pipeline.upload("x.dcm", synthetic_instance().data))
+
+
+def test_unreachable_api_is_transient(pipeline, monkeypatch) -> None:
+    from dicom_pipeline.errors import TransientError
+
+    monkeypatch.setenv("HEALTHCARE_API_ENDPOINT", "http://127.0.0.1:9")  # discard port: connection refused
+    with pytest.raises(TransientError):
+        import_dicom_object(pipeline.upload("x.dcm", synthetic_instance().data))
+    assert pipeline.dead_letters("import") == []
