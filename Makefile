@@ -33,6 +33,7 @@ bench: setup
 	$(PY) bench/import_throughput.py
 	$(PY) bench/export_bigquery.py
 	$(PY) bench/export_png.py
+	$(PY) bench/functions_cold_start.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .emulator-data
