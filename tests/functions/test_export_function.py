@@ -176,3 +176,48 @@ def test_dedup_query_collapses_a_race(pipeline) -> None:
 
     _, rows = run_query(pipeline.data_dir, dedup_query(BigQueryTableUri.from_string(pipeline.table)))
     assert len(rows) == 1
+
+
+def test_pending_export_is_followed_not_repeated(pipeline, monkeypatch) -> None:
+    import time
+
+    (instance,) = _stored(pipeline)
+    monkeypatch.setenv("OPERATION_WAIT_SECONDS", "0")
+    event = pubsub_event(_path(pipeline, instance))
+
+    outcome = export_dicom_metadata(event)
+    deadline = time.monotonic() + 30
+    while outcome == "pending" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        outcome = export_dicom_metadata(event)  # follows the recorded operation
+
+    assert outcome in ("succeeded", "duplicate")
+    assert pipeline.rows() == [(instance.sop_uid,)]
+
+
+def test_stale_claim_of_a_crashed_invocation_is_taken_over(pipeline) -> None:
+    import hashlib
+
+    (instance,) = _stored(pipeline)
+    event = pubsub_event(_path(pipeline, instance))
+    key = hashlib.sha256(event.data["message"]["messageId"].encode()).hexdigest()[:40]
+    pipeline.staging.blob(f"idempotency/export/{key}.json").upload_from_string(
+        json.dumps({"status": "started", "started": 0}))  # crashed long ago, before starting its export
+
+    assert export_dicom_metadata(event) == "succeeded"
+    assert pipeline.rows() == [(instance.sop_uid,)]
+
+
+def test_fresh_claim_of_another_invocation_raises_for_a_retry(pipeline) -> None:
+    import hashlib
+    import time
+
+    (instance,) = _stored(pipeline)
+    event = pubsub_event(_path(pipeline, instance))
+    key = hashlib.sha256(event.data["message"]["messageId"].encode()).hexdigest()[:40]
+    pipeline.staging.blob(f"idempotency/export/{key}.json").upload_from_string(
+        json.dumps({"status": "started", "started": time.time()}))
+
+    with pytest.raises(TransientError, match="in progress"):
+        export_dicom_metadata(event)
+    assert pipeline.rows() == []

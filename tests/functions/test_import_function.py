@@ -161,3 +161,16 @@ def test_unreachable_api_is_transient(pipeline, monkeypatch) -> None:
     with pytest.raises(TransientError):
         import_dicom_object(pipeline.upload("x.dcm", synthetic_instance().data))
     assert pipeline.dead_letters("import") == []
+
+
+def test_configured_storage_class_is_used(pipeline, healthcare, monkeypatch) -> None:
+    monkeypatch.setenv("IMPORT_STORAGE_CLASS", "coldline")
+    instance = synthetic_instance()
+
+    assert import_dicom_object(pipeline.upload("cold.dcm", instance.data)) == "succeeded"
+
+    resource = (f"{pipeline.store.name}/dicomWeb/studies/{instance.study_uid}/series/{instance.series_uid}"
+                f"/instances/{instance.sop_uid}")
+    info = healthcare.projects().locations().datasets().dicomStores().dicomWeb().studies().series().instances() \
+        .getStorageInfo(resource=resource).execute()
+    assert info["blobStorageInfo"]["storageClass"] == "COLDLINE"
