@@ -174,3 +174,19 @@ def test_configured_storage_class_is_used(pipeline, healthcare, monkeypatch) -> 
     info = healthcare.projects().locations().datasets().dicomStores().dicomWeb().studies().series().instances() \
         .getStorageInfo(resource=resource).execute()
     assert info["blobStorageInfo"]["storageClass"] == "COLDLINE"
+
+
+@pytest.mark.slow
+def test_whole_vendor_corpus_each_file_lands_or_is_dead_lettered_with_a_reason(pipeline, instance_count) -> None:
+    corpus = vendor_corpus()
+    events = {f"corpus/{i:03d}-{p.name}.dcm": pipeline.upload(f"corpus/{i:03d}-{p.name}.dcm", p.read_bytes())
+              for i, p in enumerate(corpus) if p.stat().st_size}
+
+    outcomes = {name: import_dicom_object(event) for name, event in events.items()}
+
+    letters = {letter["object"].split("/", 3)[3]: letter["reason"] for letter in pipeline.dead_letters("import")}
+    assert {n for n, o in outcomes.items() if o is None} == set(letters)
+    assert all(o in ("succeeded", None) for o in outcomes.values())
+    assert all("DICM" in reason or "failed to import" in reason for reason in letters.values())
+    assert instance_count(pipeline.store) > 0
+    print(f"{sum(o == 'succeeded' for o in outcomes.values())} landed, {len(letters)} dead-lettered")
