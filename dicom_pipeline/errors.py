@@ -46,10 +46,12 @@ def classify(exc: BaseException, what: str) -> PipelineError:
     return TransientError(f"{what}: unexpected {name}: {_short(exc)}")
 
 
-def classify_operation_error(error: dict, what: str) -> PipelineError:
+def classify_operation_error(error: dict, what: str, logs_url: str | None = None) -> PipelineError:
     """A finished long-running operation's `error` Status → Transient or Permanent."""
     code = int(error.get("code", 2) or 2)
     detail = f"{what}: operation failed (code {code}): {error.get('message', '')[:300]}"
+    if logs_url:  # per-file reasons (e.g. a UID conflict) live in the operation log, not in the Status
+        detail += f" (operation log: {logs_url})"
     return TransientError(detail) if code in _TRANSIENT_RPC_CODES else PermanentError(detail)
 
 

@@ -175,7 +175,8 @@ def _finish(settings: Settings, record_name: str, record: dict[str, Any], operat
                  event_id=event_id, instance=instance, operation=name, outcome="pending")
         return "pending"
     if "error" in operation:
-        error = classify_operation_error(operation["error"], "export to BigQuery")
+        error = classify_operation_error(operation["error"], "export to BigQuery",
+                                         operation.get("metadata", {}).get("logsUrl"))
         if isinstance(error, PermanentError):
             storage.replace_json(settings, settings.staging_bucket, record_name, {**record, "status": "failed"})
         else:  # a retry may succeed: release the claim

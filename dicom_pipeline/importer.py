@@ -78,7 +78,8 @@ def _finish(settings: Settings, obj: StorageObject, event_id: str, record_name: 
         return "pending"
     if "error" in operation:
         storage.delete(settings, settings.staging_bucket, record_name)
-        raise with_operation(classify_operation_error(operation["error"], f"import of {obj.path}"), name)
+        raise with_operation(classify_operation_error(operation["error"], f"import of {obj.path}",
+                                                      operation.get("metadata", {}).get("logsUrl")), name)
     record["status"] = "succeeded"
     storage.replace_json(settings, settings.staging_bucket, record_name, record)
     logs.log(logging.INFO, "import: succeeded", event_id=event_id, object=obj.path, operation=name,
