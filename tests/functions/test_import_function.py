@@ -190,3 +190,17 @@ def test_whole_vendor_corpus_each_file_lands_or_is_dead_lettered_with_a_reason(p
     assert all("DICM" in reason or "failed to import" in reason for reason in letters.values())
     assert instance_count(pipeline.store) > 0
     print(f"{sum(o == 'succeeded' for o in outcomes.values())} landed, {len(letters)} dead-lettered")
+
+
+def test_legacy_background_event_is_converted_by_functions_framework(pipeline, instance_count, app_client) -> None:
+    event = pipeline.upload("legacy.dcm", synthetic_instance().data)
+    body = {"context": {"eventId": "legacy-1", "timestamp": "2026-01-01T00:00:00.000Z",
+                        "eventType": "google.storage.object.finalize",
+                        "resource": {"service": "storage.googleapis.com", "type": "storage#object",
+                                     "name": f"projects/_/buckets/{pipeline.source.name}/objects/legacy.dcm"}},
+            "data": event.data}
+
+    response = app_client("import_dicom_object").post("/", json=body)
+
+    assert response.status_code == 200
+    assert instance_count(pipeline.store) == 1
