@@ -1,0 +1,316 @@
+"""The whole pipeline offline: every component a child process on a free 127.0.0.1 port, wired like production.
+
+    upload → fake-gcs-server ─(finalize event)→ Pub/Sub topic gcs-events ─(push)→ eventarc adapter
+      ─(storage.object.v1.finalized CloudEvent)→ import function → Healthcare emulator (dicomStores.import)
+      ─(notification, sendForBulkImport)→ Pub/Sub topic dicom-notifications ─(push)→ export function
+      → dicomStores.export to BigQuery (the emulator's local DuckDB warehouse)
+
+`with LocalStack() as stack:` starts everything, creates the buckets, topics, subscriptions, dataset and
+DICOM store, and stops every process it started on exit (also on Ctrl-C: KeyboardInterrupt unwinds the
+with-block). Readiness is polled, never slept for; a component that fails names itself with its log tail.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import requests
+
+from .fake_gcs import FakeGcsServer
+from .processes import ManagedServer, wait_until_ready
+from .pubsub_emulator import PubSubEmulator
+
+REPO = Path(__file__).resolve().parents[1]
+PROJECT, LOCATION, DATASET, STORE = "local-project", "us-central1", "local-dataset", "local-store"
+UPLOAD_BUCKET, STAGING_BUCKET = "dicom-landing", "dicom-staging"
+STORAGE_TOPIC, NOTIFICATION_TOPIC = "gcs-events", "dicom-notifications"
+BQ_DATASET, BQ_TABLE = "dicom_metadata", "instances"
+
+
+def http_answers(url: str) -> Callable[[], bool]:
+    """Ready once anything answers HTTP (a CloudEvent function answers a bare GET with 4xx, which is fine)."""
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback URL we built
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    return check
+
+
+class _AnswersServer(ManagedServer):
+    """A ManagedServer whose readiness is 'answers HTTP at all' rather than '2xx'."""
+
+    def start(self) -> Self:
+        from .processes import start
+
+        self._process = start(self.command(), self.log, self.environment())
+        wait_until_ready(http_answers(self.ready_url()), self._process, self.name, self.log, 60)
+        return self
+
+
+class HealthcareEmulatorProcess(ManagedServer):
+    name = "healthcare-emulator"
+
+    def __init__(self, data_dir: Path, storage_emulator_host: str, pubsub_emulator_host: str):
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        self._env = {"STORAGE_EMULATOR_HOST": storage_emulator_host, "PUBSUB_EMULATOR_HOST": pubsub_emulator_host}
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "healthcare_emulator", "--host", "127.0.0.1", "--port", str(self.port),
+                "--data-dir", str(self.data_dir)]
+
+    def environment(self) -> dict[str, str]:
+        return {**self._env, "PYTHONPATH": str(REPO)}
+
+    def ready_url(self) -> str:
+        return f"{self.url}/v1/projects/{PROJECT}/locations/{LOCATION}/datasets"
+
+
+class FunctionServer(_AnswersServer):
+    """One Cloud Function under functions-framework (gunicorn), as the gen2 runtime runs it."""
+
+    def __init__(self, target: str, env: dict[str, str]):
+        self.name = target
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.target = target
+        self._env = env
+
+    def command(self) -> list[str]:
+        launcher = Path(sys.executable).with_name("functions-framework")
+        argv = [str(launcher)] if launcher.exists() else [sys.executable, "-m", "functions_framework"]
+        return [*argv, "--target", self.target, "--source", str(REPO / "main.py"), "--signature-type",
+                "cloudevent", "--host", "127.0.0.1", "--port", str(self.port)]
+
+    def environment(self) -> dict[str, str]:
+        return {**self._env, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+
+    def ready_url(self) -> str:
+        return f"{self.url}/"
+
+
+class _UploadBucketGcs(FakeGcsServer):
+    """Events for the upload bucket only, as the production trigger: staged copies in the staging bucket are
+    `.dcm` too and must not be imported a second time."""
+
+    def command(self) -> list[str]:
+        return [*super().command(), "-event.bucket", UPLOAD_BUCKET]
+
+
+class EventarcAdapter(ManagedServer):
+    name = "eventarc-adapter"
+
+    def __init__(self, target: str):
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.target = target
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "local_stack.eventarc", "--port", str(self.port), "--target", self.target]
+
+    def environment(self) -> dict[str, str]:
+        return {"PYTHONPATH": str(REPO)}
+
+    def ready_url(self) -> str:
+        return f"{self.url}/"
+
+
+@dataclass(frozen=True)
+class Names:
+    project: str = PROJECT
+    location: str = LOCATION
+    dataset: str = DATASET
+    store: str = STORE
+
+    @property
+    def store_name(self) -> str:
+        return f"projects/{self.project}/locations/{self.location}/datasets/{self.dataset}/dicomStores/{self.store}"
+
+    @property
+    def table(self) -> str:
+        return f"bq://{self.project}.{BQ_DATASET}.{BQ_TABLE}"
+
+
+class LocalStack:
+    """Start with `with LocalStack() as stack:`; `stack.endpoints()` and `stack.env()` say how to reach it."""
+
+    def __init__(self, data_dir: str | Path | None = None, operation_wait_seconds: int = 60):
+        self._tempdir = None if data_dir else tempfile.TemporaryDirectory(prefix="local-stack-")
+        self.data_dir = Path(data_dir or self._tempdir.name)  # type: ignore[union-attr]
+        self.names = Names()
+        self.operation_wait_seconds = operation_wait_seconds
+        self.components: list[ManagedServer] = []
+        self.pubsub: PubSubEmulator
+        self.gcs: FakeGcsServer
+        self.healthcare: HealthcareEmulatorProcess
+        self.import_function: FunctionServer
+        self.export_function: FunctionServer
+        self.adapter: EventarcAdapter
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # a half-started stack leaves nothing behind either
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.pubsub = self._run(PubSubEmulator())
+        # fake-gcs-server drops events for a topic that does not exist yet: create it before any upload.
+        self._pubsub_put(f"topics/{STORAGE_TOPIC}", {})
+        self._pubsub_put(f"topics/{NOTIFICATION_TOPIC}", {})
+        self.gcs = self._run(_UploadBucketGcs(pubsub_project=self.names.project, pubsub_topic=STORAGE_TOPIC,
+                                           env={"PUBSUB_EMULATOR_HOST": self.pubsub.host}))
+        hc_dir = self.data_dir / "healthcare"
+        hc_dir.mkdir(parents=True, exist_ok=True)
+        self.healthcare = self._run(HealthcareEmulatorProcess(hc_dir, self.gcs.url, self.pubsub.host))
+        function_env = self.function_env()
+        self.import_function = self._run(FunctionServer("import_dicom_object", function_env))
+        self.export_function = self._run(FunctionServer("export_dicom_metadata", function_env))
+        self.adapter = self._run(EventarcAdapter(f"{self.import_function.url}/"))
+        self._create_resources()
+
+    def _run(self, component: ManagedServer) -> Any:
+        self.components.append(component)  # before start(): a failed start is still stopped
+        component.start()
+        return component
+
+    def stop(self) -> None:
+        for component in reversed(self.components):
+            component.stop()
+        self.components.clear()
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def pids(self) -> dict[str, int]:
+        return {c.name: c._process.pid for c in self.components if c._process is not None}
+
+    # --- resources ---------------------------------------------------------------------------------------------
+
+    def _pubsub_put(self, path: str, body: dict[str, Any]) -> None:
+        url = f"http://{self.pubsub.host}/v1/projects/{self.names.project}/{path}"
+        response = requests.put(url, json=body, timeout=30)
+        if response.status_code not in (200, 409):
+            raise RuntimeError(f"Pub/Sub emulator: PUT {path} → {response.status_code} {response.text[:300]}")
+
+    def _create_resources(self) -> None:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        project = self.names.project
+        # Push endpoints as Eventarc would have them; the export function's path gives the right CE source.
+        self._pubsub_put("subscriptions/gcs-events-to-import", {
+            "topic": f"projects/{project}/topics/{STORAGE_TOPIC}", "ackDeadlineSeconds": 600,
+            "pushConfig": {"pushEndpoint": f"{self.adapter.url}/"}})
+        self._pubsub_put("subscriptions/notifications-to-export", {
+            "topic": f"projects/{project}/topics/{NOTIFICATION_TOPIC}", "ackDeadlineSeconds": 600,
+            "pushConfig": {"pushEndpoint": f"{self.export_function.url}/projects/{project}/topics/"
+                                          f"{NOTIFICATION_TOPIC}"}})
+        client = storage.Client(project=project, credentials=AnonymousCredentials(),
+                                client_options={"api_endpoint": self.gcs.url})
+        for bucket in (UPLOAD_BUCKET, STAGING_BUCKET):
+            client.create_bucket(bucket)
+        base = f"{self.healthcare.url}/v1/projects/{project}/locations/{self.names.location}/datasets"
+        for url, body in ((f"{base}?datasetId={self.names.dataset}", {}),
+                          (f"{base}/{self.names.dataset}/dicomStores?dicomStoreId={self.names.store}",
+                           {"notificationConfig": {"pubsubTopic": f"projects/{project}/topics/{NOTIFICATION_TOPIC}",
+                                                   "sendForBulkImport": True}})):
+            response = requests.post(url, json=body, timeout=30)
+            if response.status_code != 200:
+                raise RuntimeError(f"Healthcare emulator: POST {url} → {response.status_code} {response.text[:300]}")
+
+    # --- what happened ----------------------------------------------------------------------------------------
+
+    def storage_client(self) -> Any:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        return storage.Client(project=self.names.project, credentials=AnonymousCredentials(),
+                              client_options={"api_endpoint": self.gcs.url})
+
+    def instance_count(self) -> int:
+        return instance_count(self.healthcare.url, self.names)
+
+    def row_counts(self) -> dict[str, int]:
+        """SOPInstanceUID → number of metadata rows (an empty dict before the first export creates the table)."""
+        return row_counts(self.healthcare.data_dir, self.names)
+
+    def dead_letters(self, kind: str = "import") -> list[dict[str, Any]]:
+        import json
+
+        bucket = self.storage_client().bucket(STAGING_BUCKET)
+        return [json.loads(blob.download_as_bytes()) for blob in bucket.list_blobs(prefix=f"dead-letter/{kind}/")]
+
+    # --- how to reach it ---------------------------------------------------------------------------------------
+
+    def function_env(self) -> dict[str, str]:
+        """The functions' settings (README, 'Environment variables'), pointed at the emulators."""
+        return {"DICOM_STORE": self.names.store_name, "STAGING_BUCKET": STAGING_BUCKET,
+                "BIGQUERY_TABLE": self.names.table, "HEALTHCARE_API_ENDPOINT": self.healthcare.url,
+                "STORAGE_EMULATOR_HOST": self.gcs.url, "GOOGLE_CLOUD_PROJECT": self.names.project,
+                "OPERATION_WAIT_SECONDS": str(self.operation_wait_seconds)}
+
+    def endpoints(self) -> dict[str, str]:
+        return {"fake-gcs-server": self.gcs.url, "pubsub-emulator": f"http://{self.pubsub.host}",
+                "healthcare-emulator": self.healthcare.url, "import-function": self.import_function.url,
+                "export-function": self.export_function.url, "eventarc-adapter": self.adapter.url,
+                "warehouse-dir": str(self.healthcare.data_dir)}
+
+    def env(self) -> dict[str, str]:
+        """Environment for gcloud, google-cloud-storage, google-cloud-pubsub and dicomweb-client."""
+        return client_env(self.gcs.url, self.pubsub.host, self.healthcare.url, self.names)
+
+
+def client_env(gcs_url: str, pubsub_host: str, healthcare_url: str, names: Names) -> dict[str, str]:
+    return {"STORAGE_EMULATOR_HOST": gcs_url, "PUBSUB_EMULATOR_HOST": pubsub_host,
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_HEALTHCARE": f"{healthcare_url}/",
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE": f"{gcs_url}/storage/v1/",
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB": f"http://{pubsub_host}/",
+            "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true", "CLOUDSDK_CORE_PROJECT": names.project,
+            "HEALTHCARE_API_ENDPOINT": healthcare_url,
+            "DICOMWEB_URL": f"{healthcare_url}/v1/{names.store_name}/dicomWeb"}
+
+
+
+def instance_count(healthcare_url: str, names: Names) -> int:
+    response = requests.get(f"{healthcare_url}/v1/{names.store_name}:getDICOMStoreMetrics", timeout=30)
+    response.raise_for_status()
+    return int(response.json().get("instanceCount", "0"))
+
+
+def row_counts(data_dir: Path, names: Names) -> dict[str, int]:
+    from .warehouse_query import QueryError, run_query
+
+    table = f"`{names.project}.{BQ_DATASET}.{BQ_TABLE}`"
+    sql = f"SELECT SOPInstanceUID, COUNT(*) FROM {table} GROUP BY SOPInstanceUID"  # noqa: S608 - constants only
+    try:
+        _, rows = run_query(data_dir, sql)
+    except (QueryError, OSError, RuntimeError) as exc:
+        if any(word in str(exc).lower() for word in ("does not exist", "not found", "no such")):
+            return {}  # no warehouse or table yet: the first export has not run
+        raise
+    return {str(uid): int(count) for uid, count in rows}
