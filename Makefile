@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# checkov in its own virtualenv: installed into the project's venv it would downgrade shared packages.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: setup system-deps test lint demo emulator bench clean
+.PHONY: setup system-deps test lint demo emulator bench clean checkov
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,10 +16,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 setup: $(VENV)/.installed system-deps
 
+$(CHECKOV):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==3.3.30
+
+checkov: $(CHECKOV)
+
 system-deps:
 	./scripts/install-system-deps.sh
 
-test: setup
+test: setup $(CHECKOV)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -24,7 +33,11 @@ lint: setup
 	$(PY) -m ruff check .
 
 demo: setup
-	$(PY) -m local_stack.import_demo
+	$(PY) -m local_stack demo
+
+# Upload→row latency and burst throughput through the whole local stack (several minutes; not in `bench`).
+bench-local: setup
+	$(PY) bench/local_latency.py
 
 emulator: setup
 	$(PY) -m healthcare_emulator --host 127.0.0.1 --port 8089 --data-dir .emulator-data
@@ -36,4 +49,4 @@ bench: setup
 	$(PY) bench/functions_cold_start.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .emulator-data
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache .emulator-data
