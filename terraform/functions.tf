@@ -54,8 +54,9 @@ resource "google_cloudfunctions2_function" "import" {
   labels      = var.labels
 
   build_config {
-    runtime     = "python311"
-    entry_point = "import_dicom_object"
+    runtime         = "python311"
+    entry_point     = "import_dicom_object"
+    service_account = google_service_account.build.id
     source {
       storage_source {
         bucket = google_storage_bucket_object.function_source.bucket
@@ -89,6 +90,8 @@ resource "google_cloudfunctions2_function" "import" {
     google_project_iam_member.gcs_agent_publisher,
     google_project_iam_member.trigger_event_receiver,
     google_storage_bucket_iam_member.import_function,
+    google_storage_bucket_iam_member.build_source,
+    google_project_iam_member.build,
     google_healthcare_dicom_store_iam_member.functions,
   ]
 }
@@ -101,8 +104,9 @@ resource "google_cloudfunctions2_function" "export" {
   labels      = var.labels
 
   build_config {
-    runtime     = "python311"
-    entry_point = "export_dicom_metadata"
+    runtime         = "python311"
+    entry_point     = "export_dicom_metadata"
+    service_account = google_service_account.build.id
     source {
       storage_source {
         bucket = google_storage_bucket_object.function_source.bucket
@@ -132,6 +136,8 @@ resource "google_cloudfunctions2_function" "export" {
   depends_on = [
     google_project_iam_member.trigger_event_receiver,
     google_storage_bucket_iam_member.export_function,
+    google_storage_bucket_iam_member.build_source,
+    google_project_iam_member.build,
     google_healthcare_dicom_store_iam_member.functions,
   ]
 }

@@ -104,6 +104,24 @@ resource "google_healthcare_dataset_iam_member" "functions" {
   member     = each.value
 }
 
+# --- Function builds. ---
+
+resource "google_storage_bucket_iam_member" "build_source" {
+  bucket = google_storage_bucket.buckets["source"].name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.build.email}"
+}
+
+# Project level on purpose: build logs are written to the project's log buckets, and the images go to the
+# gcf-artifacts repository that the functions service creates on first deploy, so neither can be named here.
+resource "google_project_iam_member" "build" {
+  for_each = toset(["roles/logging.logWriter", "roles/artifactregistry.writer"])
+
+  project = var.project_id
+  role    = each.value
+  member  = "serviceAccount:${google_service_account.build.email}"
+}
+
 # --- Event delivery. ---
 
 # Project level on purpose: eventarc.events.receiveEvent is checked on the project; the role cannot be

@@ -47,3 +47,11 @@ data "google_bigquery_default_service_account" "bigquery" {
 
   depends_on = [google_project_service.apis]
 }
+
+# Cloud Build builds the functions' images as this identity instead of the default compute service account,
+# which new projects no longer grant anything to.
+resource "google_service_account" "build" {
+  project      = var.project_id
+  account_id   = "${var.resource_prefix}-fn-build"
+  display_name = "Builds of the DICOM functions (${var.resource_prefix})"
+}

@@ -215,6 +215,15 @@ def test_export_function_knows_its_table() -> None:
     assert locals_()["bigquery_table_uri"].startswith("bq://${var.project_id}.${google_bigquery_dataset.dicom")
 
 
+def test_functions_are_built_by_their_own_identity() -> None:
+    for function in ("import", "export"):
+        build = block(resource("google_cloudfunctions2_function", function), "build_config")
+        assert build["service_account"] == "${google_service_account.build.id}"
+    source = resource("google_storage_bucket_iam_member", "build_source")
+    assert (source["role"], source["bucket"]) == ("roles/storage.objectViewer",
+                                                  '${google_storage_bucket.buckets["source"].name}')
+
+
 def test_one_service_account_per_function() -> None:
     accounts = {f: block(resource("google_cloudfunctions2_function", f), "service_config")["service_account_email"]
                 for f in ("import", "export")}
@@ -267,7 +276,10 @@ def test_project_level_grants_are_the_justified_few() -> None:
         "healthcare_agent_job_user": "roles/bigquery.jobUser",
         "trigger_event_receiver": "roles/eventarc.eventReceiver",
         "gcs_agent_publisher": "roles/pubsub.publisher",
+        "build": "${each.value}",
     }
+    build = resource("google_project_iam_member", "build")
+    assert build["for_each"] == '${toset(["roles/logging.logWriter", "roles/artifactregistry.writer"])}'
     iam_tf = (TF / "iam.tf").read_text()
     assert iam_tf.count("Project level on purpose") == len(project_grants)
 
