@@ -50,6 +50,10 @@ def import_object(settings: Settings, obj: StorageObject, event_id: str) -> str:
             return _finish(settings, obj, event_id, record_name, operation)
 
     marker = storage.read_preamble_marker(settings, obj.bucket, obj.name, obj.generation)
+    if marker is None:
+        logs.log(logging.INFO, f"import: skipped: generation {obj.generation} no longer exists (overwritten or"
+                 " deleted)", event_id=event_id, object=obj.path, outcome="skipped")
+        return "skipped"
     if marker != b"DICM":
         raise PermanentError(f"not a DICOM Part-10 file: no DICM marker at byte 128 of {obj.path}")
 

@@ -27,14 +27,20 @@ def _bucket(settings: Any, bucket: str) -> Any:
     return client(settings.storage_emulator_host, settings.project).bucket(bucket)
 
 
-def read_preamble_marker(settings: Any, bucket: str, name: str, generation: str | None) -> bytes:
-    """Bytes 128–131 of the object (a ranged read; a huge object costs four bytes)."""
+def read_preamble_marker(settings: Any, bucket: str, name: str, generation: str | None) -> bytes | None:
+    """Bytes 128–131 of the object (a ranged read; a huge object costs four bytes).
+
+    None when the event's generation no longer exists (overwritten or deleted since): nothing to import,
+    and retrying would never help; the newer generation has an event of its own.
+    """
     blob = _bucket(settings, bucket).blob(name, generation=int(generation) if generation else None)
     try:
         return blob.download_as_bytes(start=DICM_OFFSET, end=DICM_OFFSET + 3, raw_download=True)
     except Exception as exc:
         if getattr(exc, "code", None) == 416:  # shorter than 129 bytes: no marker at all
             return b""
+        if getattr(exc, "code", None) == 404 and generation:
+            return None
         raise classify(exc, f"reading gs://{bucket}/{name}") from exc
 
 

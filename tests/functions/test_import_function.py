@@ -64,6 +64,15 @@ def test_non_candidates_are_skipped_with_one_info_line(pipeline, instance_count,
     assert instance_count(pipeline.store) == 0
 
 
+def test_an_overwritten_generation_is_skipped_not_retried(pipeline, instance_count) -> None:
+    stale = pipeline.upload("in/overwritten.dcm", synthetic_instance(seed=1).data)
+    current = pipeline.upload("in/overwritten.dcm", synthetic_instance(seed=2).data)
+
+    assert import_dicom_object(stale) == "skipped"  # a 404 on the pinned generation: nothing to import
+    assert import_dicom_object(current) == "succeeded"
+    assert instance_count(pipeline.store) == 1
+
+
 def test_configurable_suffixes(pipeline, instance_count, monkeypatch) -> None:
     monkeypatch.setenv("IMPORT_SUFFIXES", ".dicom, .dcm")
     event = pipeline.upload("in/x.DICOM", synthetic_instance().data)

@@ -100,16 +100,10 @@ def test_same_object_twice_and_redelivered_events_give_one_instance_and_one_row(
     wait_for(lambda: bool(storage_events.extend(storage_tap.pull())) or len(storage_events) >= 3, "storage events")
     notifications: list[dict[str, Any]] = []
     wait_for(lambda: bool(notifications.extend(notification_tap.pull())) or len(notifications) >= 1, "notifications")
-    bucket = stack.storage_client().bucket(UPLOAD_BUCKET)
-    current = {name: str(bucket.get_blob(name).generation) for name in ("twice/a.dcm", "twice/copy-of-a.dcm")}
     for _ in range(2):  # every event delivered again, twice, with its original messageId
         for message in storage_events:
-            status = push(f"{stack.adapter.url}/", message)
-            attributes = message["attributes"]
-            if attributes["objectGeneration"] == current[attributes["objectId"]]:
-                assert status == 204
-            # else: the first upload's generation no longer exists; the import function answers its event with
-            # a 500 (a 404 on the generation-pinned read counts as transient), so the platform keeps retrying it.
+            # Also the first upload's event, whose generation no longer exists: skipped, not retried forever.
+            assert push(f"{stack.adapter.url}/", message) == 204
         for message in notifications:
             path = f"/projects/{stack.names.project}/topics/{NOTIFICATION_TOPIC}"
             assert push(f"{stack.export_function.url}{path}", message) == 200
