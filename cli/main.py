@@ -414,3 +414,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dicom-pipeline: error: {exc} (check the name, the endpoint and that your account has the"
               " Healthcare DICOM Editor role)", file=sys.stderr)
         return FAILED
+    except Exception as exc:
+        from google.auth.exceptions import DefaultCredentialsError
+
+        if not isinstance(exc, DefaultCredentialsError):
+            raise
+        print(f"dicom-pipeline: error: no Google Cloud credentials ({exc}); run `gcloud auth application-default"
+              " login`, or pass --endpoint / set HEALTHCARE_API_ENDPOINT for the local stack", file=sys.stderr)
+        return USAGE

@@ -240,6 +240,14 @@ def test_usage_errors_exit_2_without_traceback(cli_env, argv, capsys) -> None:
     assert "Traceback" not in err and "error" in err
 
 
+def test_missing_cloud_credentials_is_a_usage_error_with_the_fix(monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.delenv("HEALTHCARE_API_ENDPOINT", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    assert main(["operations", "describe", "projects/p/locations/l/datasets/d/operations/1"]) == 2
+    err = capsys.readouterr().err
+    assert "application-default login" in err and "Traceback" not in err
+
+
 def test_help_has_examples_everywhere(capsys) -> None:
     for argv in (["--help"], ["import", "--help"], ["operations", "describe", "--help"],
                  ["operations", "wait", "--help"], ["operations", "list", "--help"], ["export", "bq", "--help"],
