@@ -332,35 +332,32 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES_IMPORT + EXAMPLES_OPS)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("import", parents=[common], formatter_class=raw, epilog=EXAMPLES_IMPORT,
+    # What every command that starts an operation on a store takes (the store comes first).
+    long_running = argparse.ArgumentParser(add_help=False)
+    long_running.add_argument("store", help="projects/P/locations/L/datasets/D/dicomStores/S")
+    long_running.add_argument("--async", dest="async_", action="store_true", help="print the operation name and exit")
+    long_running.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (default 3600)")
+
+    p = sub.add_parser("import", parents=[common, long_running], formatter_class=raw, epilog=EXAMPLES_IMPORT,
                        help="import DICOM files from Cloud Storage into a store and wait")
-    p.add_argument("store", help="projects/P/locations/L/datasets/D/dicomStores/S")
     p.add_argument("source", help="gs://BUCKET/PATH, wildcards * and ** allowed")
     p.add_argument("--storage-class", choices=("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"))
-    p.add_argument("--async", dest="async_", action="store_true", help="print the operation name and exit")
-    p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (default 3600)")
     p.set_defaults(func=cmd_import)
 
     ex = sub.add_parser("export", formatter_class=raw, epilog=EXAMPLES_EXPORT, help="export a store's instances")
     ex_sub = ex.add_subparsers(dest="export_command", required=True)
-    b = ex_sub.add_parser("bq", parents=[common], formatter_class=raw, epilog=EXAMPLES_EXPORT,
+    b = ex_sub.add_parser("bq", parents=[common, long_running], formatter_class=raw, epilog=EXAMPLES_EXPORT,
                           help="export instance metadata to a BigQuery table and wait")
-    b.add_argument("store", help="projects/P/locations/L/datasets/D/dicomStores/S")
     b.add_argument("table", help="bq://PROJECT.DATASET.TABLE")
     b.add_argument("--write-disposition", choices=("WRITE_EMPTY", "WRITE_TRUNCATE", "WRITE_APPEND"))
     b.add_argument("--overwrite-table", action="store_true", help="legacy `force`: overwrite an existing table")
     b.add_argument("--filter-config-gcs-uri", help="gs:// filter file of /studies/... lines")
-    b.add_argument("--async", dest="async_", action="store_true", help="print the operation name and exit")
-    b.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (default 3600)")
     b.set_defaults(func=cmd_export_bq)
-    g = ex_sub.add_parser("gcs", parents=[common], formatter_class=raw, epilog=EXAMPLES_EXPORT,
+    g = ex_sub.add_parser("gcs", parents=[common, long_running], formatter_class=raw, epilog=EXAMPLES_EXPORT,
                           help="export instances to Cloud Storage objects under a prefix and wait")
-    g.add_argument("store", help="projects/P/locations/L/datasets/D/dicomStores/S")
     g.add_argument("prefix", help="gs://BUCKET/PREFIX (objects: PREFIX/STUDY/SERIES/INSTANCE.dcm)")
     g.add_argument("--mime-type", help="e.g. 'application/dicom; transfer-syntax=*' (as stored), image/jpeg")
     g.add_argument("--filter-config-gcs-uri", help="gs:// filter file of /studies/... lines")
-    g.add_argument("--async", dest="async_", action="store_true", help="print the operation name and exit")
-    g.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (default 3600)")
     g.set_defaults(func=cmd_export_gcs)
 
     fl = sub.add_parser("filter", formatter_class=raw, epilog=EXAMPLES_FILTER, help="filter files (/studies/... lines)")
