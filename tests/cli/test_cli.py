@@ -104,17 +104,23 @@ def test_operations_list_shows_the_import(cli_env, new_store, new_bucket, capsys
     assert "ImportDicomData  done  2 ok  0 failed" in capsys.readouterr().out
 
 
-def test_export_bq_with_a_filter_and_write_dispositions(cli_env, emulator, healthcare, new_store, new_bucket,
-                                                        capsys) -> None:
-    from local_stack.warehouse_query import run_query
-
-    store, bucket = new_store(), new_bucket()
+def _import_two_studies_with_a_filter_on_the_first(store, bucket):  # type: ignore[no-untyped-def]
+    """Import 2 studies × 2 instances with the CLI; write gs://BUCKET/filter.txt naming the first study."""
     instances = list(synthetic_studies(studies=2, series_per_study=1, instances_per_series=2))
     for index, instance in enumerate(instances):
         bucket.blob(f"in/{index}.dcm").upload_from_string(instance.data)
     assert main(["import", store.name, f"gs://{bucket.name}/in/*.dcm"]) == 0
     target = instances[0].study_uid
     bucket.blob("filter.txt").upload_from_string(f"/studies/{target}\n".encode())
+    return instances, target
+
+
+def test_export_bq_with_a_filter_and_write_dispositions(cli_env, emulator, healthcare, new_store, new_bucket,
+                                                        capsys) -> None:
+    from local_stack.warehouse_query import run_query
+
+    store, bucket = new_store(), new_bucket()
+    _, target = _import_two_studies_with_a_filter_on_the_first(store, bucket)
     table = f"bq://{store.project}.cli_{store.store.replace('-', '_')}.t"
     capsys.readouterr()
 
@@ -133,12 +139,7 @@ def test_export_bq_with_a_filter_and_write_dispositions(cli_env, emulator, healt
 def test_export_gcs_with_a_filter_writes_only_the_filtered_instances(cli_env, gcs_client, new_store, new_bucket,
                                                                       capsys) -> None:
     store, bucket, out_bucket = new_store(), new_bucket(), new_bucket()
-    instances = list(synthetic_studies(studies=2, series_per_study=1, instances_per_series=2))
-    for index, instance in enumerate(instances):
-        bucket.blob(f"in/{index}.dcm").upload_from_string(instance.data)
-    assert main(["import", store.name, f"gs://{bucket.name}/in/*.dcm"]) == 0
-    target = instances[0].study_uid
-    bucket.blob("filter.txt").upload_from_string(f"/studies/{target}\n".encode())
+    instances, target = _import_two_studies_with_a_filter_on_the_first(store, bucket)
 
     assert main(["export", "gcs", store.name, f"gs://{out_bucket.name}/x", "--mime-type",
                  "application/dicom; transfer-syntax=*", "--filter-config-gcs-uri",
