@@ -80,9 +80,12 @@ class Ingest:
                 problem(f"{type(exc).__name__}: {exc}", store_name)
 
     def store_bytes(self, store_name: str, store_id: int, data: bytes, storage_class: str = "STANDARD",
-                    action: str = "StoreInstances") -> StoreResult:
-        """Store one Part-10 instance (STOW-RS). Raises InvalidDicom for bad bytes."""
-        parsed = parse_instance(data)
+                    action: str = "StoreInstances", parsed: ParsedInstance | None = None) -> StoreResult:
+        """Store one Part-10 instance (STOW-RS). Raises InvalidDicom for bad bytes.
+
+        `parsed`: the caller's parse_instance(data), when it already needed one (it is not parsed again).
+        """
+        parsed = parsed or parse_instance(data)
         staged = StagedInstance(parsed, self._storage.stage(data), storage_class)
         outcome = self._storage.commit_instances(store_id, [staged], now_rfc3339())[0]
         result = StoreResult(outcome, parsed, storage_class)

@@ -477,14 +477,13 @@ def _stow_bodies(request: Request) -> list[bytes]:
 
 def _store_one(context: _Context, data: bytes, target: str | None, number: int) -> _Outcome:
     try:
-        if target is not None:
+        parsed = parse_instance(data)
+        if target is not None and parsed.study_uid != target:
             # Checked before storing, so an instance of another study never lands in the store.
-            parsed = parse_instance(data)
-            if parsed.study_uid != target:
-                return _Outcome(parsed.sop_class_uid, parsed.sop_uid, None, None,
-                                f"the instance belongs to study {parsed.study_uid}, not to the study in the request"
-                                f" path {target}")
-        result = context.app.ingest.store_bytes(str(context.store), context.store_id, data)
+            return _Outcome(parsed.sop_class_uid, parsed.sop_uid, None, None,
+                            f"the instance belongs to study {parsed.study_uid}, not to the study in the request"
+                            f" path {target}")
+        result = context.app.ingest.store_bytes(str(context.store), context.store_id, data, parsed=parsed)
     except InvalidDicom as exc:
         return _Outcome(None, None, None, None, f"part {number}: {exc}")
     parsed = result.parsed
