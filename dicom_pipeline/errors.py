@@ -69,3 +69,16 @@ def _http_status(exc: BaseException) -> int | None:
 def _short(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None) or getattr(exc, "message", None) or str(exc)
     return str(reason)[:300]
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a client library exception, or of the one a PipelineError was classified from."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        status = _http_status(current)
+        if status is not None:
+            return status
+        seen.add(id(current))
+        current = current.__cause__
+    return None

@@ -1,0 +1,95 @@
+"""Filter files (one /studies/...[/series/...[/instances/...]] line each): build from SQL, validate."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from dicom_pipeline import storage
+from dicom_pipeline.names import GcsUri, filter_line
+
+from .common import FAILED, OK, UsageError, print_json
+from .query import run_sql
+
+_UID_COLUMNS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+
+
+def storage_settings() -> SimpleNamespace:
+    return SimpleNamespace(storage_emulator_host=os.environ.get("STORAGE_EMULATOR_HOST") or None,
+                           project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None)
+
+
+def lines_from_rows(columns: list[str], rows: list[tuple[Any, ...]]) -> list[str]:
+    """One line per distinct row at the deepest level selected (study, series or instance), in row order."""
+    if "StudyInstanceUID" not in columns:
+        raise UsageError("the query must select StudyInstanceUID (and optionally SeriesInstanceUID,"
+                         " SOPInstanceUID); e.g. SELECT StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID FROM ...")
+    depth = 1
+    while depth < 3 and _UID_COLUMNS[depth] in columns:
+        depth += 1
+    indexes = [columns.index(name) for name in _UID_COLUMNS[:depth]]
+    lines: dict[str, None] = {}  # a dict keeps the order and drops duplicates
+    for row in rows:
+        values = [row[i] for i in indexes]
+        if any(v is None or v == "" for v in values):
+            continue
+        parts = zip(("studies", "series", "instances"), values, strict=False)
+        lines["/" + "/".join(f"{key}/{value}" for key, value in parts)] = None
+    return list(lines)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    columns, rows = run_sql(args, args.sql)
+    lines = lines_from_rows(columns, rows)
+    text = "".join(f"{line}\n" for line in lines)
+    if args.output.startswith("gs://"):
+        target = GcsUri.from_string(args.output)
+        storage.write_text(storage_settings(), target.bucket, target.name, text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+    if args.format == "json":
+        print_json({"output": args.output, "lines": len(lines)})
+    else:
+        print(f"wrote {len(lines)} lines to {args.output}")
+    return OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    if args.file.startswith("gs://"):
+        source = GcsUri.from_string(args.file)
+        settings = storage_settings()
+        try:
+            blob = storage.client(settings.storage_emulator_host, settings.project).bucket(source.bucket) \
+                .blob(source.name)
+            text = blob.download_as_bytes().decode("utf-8")
+        except Exception as exc:
+            from .permissions import is_permission_denied
+
+            if is_permission_denied(exc):
+                raise  # main names the role
+            raise UsageError(f"cannot read {args.file}: {exc}; check the name") from exc
+    else:
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read {args.file}: {exc}") from exc
+    bad: list[dict[str, Any]] = []
+    count = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        count += 1
+        try:
+            filter_line(line)
+        except ValueError as exc:
+            bad.append({"line": number, "text": line, "reason": str(exc)})
+    if args.format == "json":
+        print_json({"file": args.file, "lines": count, "bad": bad})
+    else:
+        for entry in bad:
+            print(f"{args.file}:{entry['line']}: {entry['reason']}")
+        print(f"{count} lines, {len(bad)} bad")
+    return FAILED if bad else OK

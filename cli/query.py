@@ -1,0 +1,80 @@
+"""BigQuery SQL against the local warehouse or BigQuery: the one place that chooses, for `query` and `filter build`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from dicom_pipeline.errors import http_status
+
+from .common import OK, UsageError, endpoint, print_json, print_table
+
+Rows = tuple[list[str], list[tuple[Any, ...]]]
+
+
+def add_warehouse_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=os.environ.get("HEALTHCARE_EMULATOR_DATA_DIR"),
+                        help="the emulator's data directory: query its local warehouse instead of BigQuery"
+                        " (default: $HEALTHCARE_EMULATOR_DATA_DIR; `local-stack up` prints it as warehouse-dir)")
+    parser.add_argument("--project", default=os.environ.get("GOOGLE_CLOUD_PROJECT"),
+                        help="BigQuery: the project the query job runs in (default: $GOOGLE_CLOUD_PROJECT, else the"
+                        " default credentials' project)")
+
+
+def run_sql(args: argparse.Namespace, sql: str) -> Rows:
+    """The local warehouse when --data-dir is given, else BigQuery with default credentials."""
+    if args.data_dir:
+        return _local(args.data_dir, sql)
+    if endpoint(args):  # the local stack's BigQuery is the emulator's warehouse, not the cloud
+        raise UsageError("the local stack's tables are in the local warehouse: pass --data-dir (the emulator's data"
+                         " directory, warehouse-dir in `dicom-pipeline local-stack up`) or set"
+                         " HEALTHCARE_EMULATOR_DATA_DIR; without --endpoint/HEALTHCARE_API_ENDPOINT the query goes"
+                         " to BigQuery")
+    return _bigquery(args.project, sql)
+
+
+def _local(data_dir: str, sql: str) -> Rows:
+    if not Path(data_dir).is_dir():
+        raise UsageError(f"--data-dir {data_dir} is not a directory; pass the emulator's data directory")
+    from local_stack.warehouse_query import QueryError, run_query
+
+    try:
+        return run_query(data_dir, sql)
+    except QueryError as exc:
+        raise UsageError(f"the query failed: {exc}; check the SQL and the table name") from exc
+
+
+def _bigquery(project: str | None, sql: str) -> Rows:
+    try:
+        from google.cloud import bigquery  # lazy: only cloud queries need it
+    except ImportError as exc:
+        raise UsageError("querying BigQuery needs google-cloud-bigquery (pip install google-cloud-bigquery);"
+                         " or pass --data-dir for the local warehouse") from exc
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        client = bigquery.Client(project=project)
+    except DefaultCredentialsError as exc:
+        raise UsageError(f"no Google Cloud credentials for BigQuery ({exc}); run `gcloud auth application-default"
+                         " login`, or pass --data-dir to query the local warehouse") from exc
+    except OSError as exc:  # google-cloud-core: "Project was not passed and could not be determined"
+        raise UsageError(f"{exc}; pass --project or set GOOGLE_CLOUD_PROJECT") from exc
+    try:
+        result = client.query(sql).result()
+    except Exception as exc:
+        if http_status(exc) in (400, 404):  # bad SQL or a missing table: the operator fixes the query
+            raise UsageError(f"the query failed: {getattr(exc, 'message', exc)}") from exc
+        raise
+    columns = [field.name for field in result.schema]
+    return columns, [tuple(row.values()) for row in result]
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    columns, rows = run_sql(args, args.sql)
+    if args.format == "json":
+        print_json([dict(zip(columns, row, strict=True)) for row in rows])
+    else:
+        print_table(columns, rows)
+    return OK
