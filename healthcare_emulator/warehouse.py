@@ -5,9 +5,11 @@ table = table. A reader attaches every file read-only under its project's name, 
 ``project.dataset.table`` resolves as DuckDB's catalog.schema.table.
 
 Concurrency: DuckDB lets one process open a file read-write, or any number of processes read-only, never
-both at once. The emulator therefore opens a file only for the length of one write transaction and
-closes it, so other processes can query between writes; each side retries briefly while the other holds
-the file. Inside this process a lock per file serialises the writers (operations, streaming).
+both at once. The emulator therefore opens a file only while it has writes to do and closes it as soon as
+none are waiting (or after `_MAX_HOLD` seconds), so other processes can query between writes; each side
+retries briefly while the other holds the file. Inside this process the writers (operations, streaming)
+queue per file: the first becomes the leader, opens the file once and runs every queued write in its own
+transaction, so a burst of small exports pays for one open and one checkpoint instead of one each.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections import deque
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -30,6 +33,8 @@ WAREHOUSE_DIR = "warehouse"
 WRITE_LOCK_TIMEOUT = 30.0  # seconds a write waits for readers in other processes to let go
 READ_LOCK_TIMEOUT = 10.0
 _RETRY_SLEEP = 0.02
+# A leader closes the file after holding it this long, so readers in other processes get their turn.
+_MAX_HOLD = 0.5
 # read_json refuses larger JSON objects; DICOM metadata with big sequences can make long rows.
 _MAX_OBJECT_SIZE = 1 << 30
 
@@ -123,28 +128,94 @@ def _with_retry(action: Callable[[], duckdb.DuckDBPyConnection], timeout: float,
         delay = min(delay * 2, 0.25)
 
 
-_file_locks: dict[str, threading.Lock] = {}
-_file_locks_guard = threading.Lock()
-
-
-def _file_lock(path: Path) -> threading.Lock:
-    with _file_locks_guard:
-        return _file_locks.setdefault(str(path.resolve()), threading.Lock())
-
-
-@contextmanager
-def open_for_write(data_dir: str | os.PathLike[str], project: str,
-                   timeout: float = WRITE_LOCK_TIMEOUT) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-write connection to the project's database, held only for the block; closed (checkpointed) after."""
-    path = database_path(data_dir, project)
+def _connect_for_write(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(path):
-        con = _with_retry(lambda: duckdb.connect(str(path)), timeout, f"warehouse database {path}")
+    con = _with_retry(lambda: duckdb.connect(str(path)), timeout, f"warehouse database {path}")
+    con.execute("SET TimeZone = 'UTC'")  # rows carry UTC times; a TIMESTAMPTZ column must read them so
+    return con
+
+
+class _Write:
+    """One caller's unit of work on the open connection, and its outcome."""
+
+    def __init__(self, work: Callable[[duckdb.DuckDBPyConnection], object]):
+        self.work = work
+        self.finished = threading.Event()
+        self.result: object = None
+        self.error: BaseException | None = None
+
+    def run(self, con: duckdb.DuckDBPyConnection) -> None:
         try:
-            con.execute("SET TimeZone = 'UTC'")  # rows carry UTC times; a TIMESTAMPTZ column must read them so
-            yield con
+            self.result = self.work(con)
+        except BaseException as exc:  # handed to the caller's thread, which raises it
+            self.error = exc
         finally:
-            con.close()
+            self.finished.set()
+
+    def fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self.finished.set()
+
+
+class _FileWriter:
+    """The queue of writes for one database file; whoever finds no leader leads (see the module docstring)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._guard = threading.Lock()
+        self._queue: deque[_Write] = deque()
+        self._leading = False
+
+    def submit(self, work: Callable[[duckdb.DuckDBPyConnection], object], timeout: float) -> object:
+        write = _Write(work)
+        with self._guard:
+            self._queue.append(write)
+            lead, self._leading = not self._leading, True
+        if lead:
+            self._lead(timeout)
+        write.finished.wait()
+        if write.error is not None:
+            raise write.error
+        return write.result
+
+    def _take(self) -> list[_Write]:
+        with self._guard:
+            taken = list(self._queue)
+            self._queue.clear()
+            if not taken:
+                self._leading = False  # under the guard: a later submit() sees no leader and leads
+            return taken
+
+    def _lead(self, timeout: float) -> None:
+        while writes := self._take():
+            try:
+                con = _connect_for_write(self.path, timeout)
+            except BaseException as exc:
+                for write in writes:
+                    write.fail(exc)
+                continue
+            try:
+                opened = time.monotonic()
+                while writes:
+                    for write in writes:
+                        write.run(con)
+                    if time.monotonic() - opened >= _MAX_HOLD:
+                        break
+                    with self._guard:  # more arrived while we wrote: same connection, no reopen
+                        writes = list(self._queue)
+                        self._queue.clear()
+            finally:
+                con.close()  # checkpoints; readers in other processes can attach again
+
+
+_writers: dict[str, _FileWriter] = {}
+_writers_guard = threading.Lock()
+
+
+def _writer(path: Path) -> _FileWriter:
+    key = str(path.resolve())
+    with _writers_guard:
+        return _writers.setdefault(key, _FileWriter(path))
 
 
 def connect_read_only(data_dir: str | os.PathLike[str],
@@ -198,8 +269,9 @@ def _table_sql(ref: TableRef) -> str:
 
 def _existing_columns(con: duckdb.DuckDBPyConnection, ref: TableRef) -> dict[str, duckdb.sqltypes.DuckDBPyType] | None:
     found = con.execute(
-        "SELECT 1 FROM information_schema.tables WHERE table_catalog = current_database()"
-        " AND lower(table_schema) = lower(?) AND lower(table_name) = lower(?)", [ref.dataset, ref.table],
+        # duckdb_tables() rather than information_schema: the same answer at a third of the cost per write.
+        "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database()"
+        " AND lower(schema_name) = lower(?) AND lower(table_name) = lower(?)", [ref.dataset, ref.table],
     ).fetchone()
     if found is None:
         return None
@@ -272,17 +344,20 @@ def write_rows(
     process keeps the database locked.
     """
     staged = _stage_rows(data_dir, lines) if lines else None
+
+    def transaction(con: duckdb.DuckDBPyConnection) -> WriteResult:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            result = _write(con, ref, fields, staged, len(lines), replace, check, replace_rows_matching)
+        except BaseException:
+            with suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        return result
+
     try:
-        with open_for_write(data_dir, ref.project, timeout) as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                result = _write(con, ref, fields, staged, len(lines), replace, check, replace_rows_matching)
-            except BaseException:
-                with suppress(duckdb.Error):
-                    con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
-            return result
+        return _writer(database_path(data_dir, ref.project)).submit(transaction, timeout)  # type: ignore[return-value]
     finally:
         if staged is not None:
             staged.unlink(missing_ok=True)
@@ -320,4 +395,4 @@ def _write(con: duckdb.DuckDBPyConnection, ref: TableRef, fields: list[Field], s
 
 
 __all__ = ["SchemaConflict", "TableRef", "WarehouseBusy", "WriteResult", "connect_read_only", "database_path",
-           "duckdb_type", "field_from_duckdb", "open_for_write", "project_databases", "write_rows"]
+           "duckdb_type", "field_from_duckdb", "project_databases", "write_rows"]
