@@ -114,11 +114,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         if not token:
             break
     if args.format == "json":
-        print_json([summary(op) for op in found])
+        print_json([{**summary(op), "method": _method(op)} for op in found])
         return OK
     for op in found:
         result = summary(op)
         state = ("failed" if "error" in op else "done") if result["done"] else "running"
-        method = op.get("metadata", {}).get("apiMethodName", "").rsplit(".", 1)[-1]
-        print(f"{op['name']}  {method}  {state}  {result['success']} ok  {result['failure']} failed")
+        print(f"{op['name']}  {_method(op)}  {state}  {result['success']} ok  {result['failure']} failed")
     return OK
+
+
+def _method(operation: dict[str, Any]) -> str:
+    """ImportDicomData, ExportDicomData, ... (the last part of metadata.apiMethodName)."""
+    return str(operation.get("metadata", {}).get("apiMethodName", "")).rsplit(".", 1)[-1]

@@ -11,22 +11,14 @@ import pytest
 
 from cli import main
 from local_stack.sample_data import synthetic_studies
+from tests.cli.conftest import storage_class, upload_studies
 from tests.helpers import metrics
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def cli_env(monkeypatch, emulator, fake_gcs):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("HEALTHCARE_API_ENDPOINT", emulator.url)
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs.url)
-
-
 def _upload(bucket, count: int = 3):  # type: ignore[no-untyped-def]
-    instances = list(synthetic_studies(studies=1, series_per_study=1, instances_per_series=count))
-    for index, instance in enumerate(instances):
-        bucket.blob(f"in/{index}.dcm").upload_from_string(instance.data)
-    return instances
+    return upload_studies(bucket, instances=count)
 
 
 def test_import_waits_and_reports_counts_as_json(cli_env, healthcare, new_store, new_bucket, capsys) -> None:
@@ -83,11 +75,7 @@ def test_import_storage_class_is_applied(cli_env, healthcare, new_store, new_buc
     instance = _upload(bucket, 1)[0]
 
     assert main(["import", store.name, f"gs://{bucket.name}/in/0.dcm", "--storage-class", "COLDLINE"]) == 0
-    resource = (f"{store.name}/dicomWeb/studies/{instance.study_uid}/series/{instance.series_uid}"
-                f"/instances/{instance.sop_uid}")
-    info = healthcare.projects().locations().datasets().dicomStores().dicomWeb().studies().series().instances() \
-        .getStorageInfo(resource=resource).execute()
-    assert info["blobStorageInfo"]["storageClass"] == "COLDLINE"
+    assert storage_class(healthcare, store, instance) == "COLDLINE"
 
 
 def test_operations_list_shows_the_import(cli_env, new_store, new_bucket, capsys) -> None:
@@ -98,7 +86,7 @@ def test_operations_list_shows_the_import(cli_env, new_store, new_bucket, capsys
 
     assert main(["operations", "list", store.dataset_name, "--format", "json"]) == 0
     listed = {op["name"]: op for op in json.loads(capsys.readouterr().out)}
-    assert listed[name] == {"name": name, "done": True, "success": 2, "failure": 0}
+    assert listed[name] == {"name": name, "method": "ImportDicomData", "done": True, "success": 2, "failure": 0}
 
     assert main(["operations", "list", store.dataset_name]) == 0
     assert "ImportDicomData  done  2 ok  0 failed" in capsys.readouterr().out

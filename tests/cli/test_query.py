@@ -1,0 +1,68 @@
+"""`query`: BigQuery SQL over the local warehouse (table and JSON output), and its usage errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cli import main
+from tests.cli.conftest import upload_studies
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def exported_table(cli_env, new_store, new_bucket, capsys):  # type: ignore[no-untyped-def]
+    """2 CT and 2 MR instances imported and exported to a table of the local warehouse; returns its name."""
+    store, bucket = new_store(), new_bucket()
+    upload_studies(bucket, studies=2, series=1, instances=2)
+    table = f"{store.project}.cli_{store.store.replace('-', '_')}.instances"
+    assert main(["import", store.name, f"gs://{bucket.name}/in/*.dcm"]) == 0
+    assert main(["export", "bq", store.name, f"bq://{table}"]) == 0
+    capsys.readouterr()
+    return table
+
+
+def test_query_json_is_a_list_of_objects(exported_table, emulator, capsys) -> None:
+    sql = f"SELECT Modality, COUNT(*) AS instances FROM `{exported_table}` GROUP BY Modality ORDER BY Modality"
+    assert main(["query", "--data-dir", str(emulator.data_dir), sql, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"Modality": "CT", "instances": 2},
+                                                    {"Modality": "MR", "instances": 2}]
+
+
+def test_query_table_is_aligned_with_a_header(exported_table, emulator, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("HEALTHCARE_EMULATOR_DATA_DIR", str(emulator.data_dir))
+    sql = (f"SELECT Modality, COUNT(*) AS instances, MIN(PatientID) AS first_patient FROM `{exported_table}`"
+           " GROUP BY Modality ORDER BY Modality")
+    assert main(["query", sql]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "Modality  instances  first_patient",
+        "--------  ---------  -------------",
+        "CT        2          SYNTH-0000",
+        "MR        2          SYNTH-0001",
+    ]
+
+
+def test_bad_sql_and_missing_tables_are_usage_errors(exported_table, emulator, capsys) -> None:
+    data_dir = str(emulator.data_dir)
+    for sql in ("SELEC nonsense", f"SELECT * FROM `{exported_table}_missing`", "DELETE FROM `p.d.t` WHERE TRUE"):
+        assert main(["query", "--data-dir", data_dir, sql]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("dicom-pipeline: error: the query failed") and "Traceback" not in err
+
+
+def test_the_local_stack_needs_the_data_dir(cli_env, tmp_path, capsys) -> None:
+    assert main(["query", "SELECT 1"]) == 2
+    assert "--data-dir" in capsys.readouterr().err
+    assert main(["query", "--data-dir", str(tmp_path / "missing"), "SELECT 1"]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_bigquery_without_credentials_is_a_usage_error_naming_the_fix(monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.delenv("HEALTHCARE_API_ENDPOINT", raising=False)
+    monkeypatch.delenv("HEALTHCARE_EMULATOR_DATA_DIR", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    assert main(["query", "--project", "p", "SELECT 1"]) == 2
+    err = capsys.readouterr().err
+    assert "application-default login" in err and "--data-dir" in err and "Traceback" not in err
