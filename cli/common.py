@@ -17,6 +17,10 @@ class UsageError(Exception):
     """A problem the operator fixes by changing the command or its configuration (exit 2)."""
 
 
+LOCAL_EXTRA_FIX = ("install the local extras: pip install 'dicom-pipeline[local]' (from a checkout:"
+                   " pip install -e '.[local]', or make setup)")
+
+
 def endpoint(args: argparse.Namespace) -> str | None:
     """The local stack's Healthcare API endpoint, or None for Google Cloud with default credentials."""
     return args.endpoint or os.environ.get("HEALTHCARE_API_ENDPOINT") or None

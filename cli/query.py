@@ -9,7 +9,7 @@ from typing import Any
 
 from dicom_pipeline.errors import http_status
 
-from .common import OK, UsageError, endpoint, print_json, print_table
+from .common import LOCAL_EXTRA_FIX, OK, UsageError, endpoint, print_json, print_table
 
 Rows = tuple[list[str], list[tuple[Any, ...]]]
 
@@ -38,7 +38,10 @@ def run_sql(args: argparse.Namespace, sql: str) -> Rows:
 def _local(data_dir: str, sql: str) -> Rows:
     if not Path(data_dir).is_dir():
         raise UsageError(f"--data-dir {data_dir} is not a directory; pass the emulator's data directory")
-    from local_stack.warehouse_query import QueryError, run_query
+    try:
+        from local_stack.warehouse_query import QueryError, run_query
+    except ModuleNotFoundError as exc:  # an install without the local extras (duckdb, sqlglot, the emulator)
+        raise UsageError(f"the local warehouse needs {exc.name}: {LOCAL_EXTRA_FIX}") from exc
 
     try:
         return run_query(data_dir, sql)

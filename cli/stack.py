@@ -6,11 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import OK
+from .common import LOCAL_EXTRA_FIX, OK, UsageError
 
 
 def cmd_local_stack(args: argparse.Namespace) -> int:
-    from local_stack.__main__ import main as local_stack_main
+    try:
+        from local_stack.__main__ import main as local_stack_main
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"the local stack needs {exc.name}: {LOCAL_EXTRA_FIX}") from exc
 
     code = local_stack_main([args.action, "--run-dir", str(args.run_dir)])
     if args.action == "up" and code == OK:

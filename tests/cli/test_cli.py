@@ -237,12 +237,25 @@ def test_missing_cloud_credentials_is_a_usage_error_with_the_fix(monkeypatch, tm
     assert "application-default login" in err and "Traceback" not in err
 
 
+def _command_paths(parser, prefix=()):  # type: ignore[no-untyped-def]
+    """Every command and sub-command of the parser, as argv prefixes (walks argparse's subparser actions)."""
+    import argparse
+
+    yield list(prefix)
+    for action in parser._actions:  # argparse has no public walk of its subcommands
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _command_paths(sub, (*prefix, name))
+
+
 def test_help_has_examples_everywhere(capsys) -> None:
-    for argv in (["--help"], ["import", "--help"], ["operations", "describe", "--help"],
-                 ["operations", "wait", "--help"], ["operations", "list", "--help"], ["export", "bq", "--help"],
-                 ["export", "gcs", "--help"], ["filter", "build", "--help"], ["filter", "validate", "--help"]):
-        assert main(argv) == 0
-        assert "examples:" in capsys.readouterr().out
+    from cli.main import build_parser
+
+    paths = list(_command_paths(build_parser()))
+    assert ["storage-class"] in paths and ["local-stack"] in paths and ["query"] in paths and len(paths) == 15
+    for path in paths:
+        assert main([*path, "--help"]) == 0
+        assert "examples:" in capsys.readouterr().out, path
 
 
 def test_runnable_as_python_m_cli_without_install() -> None:
