@@ -7,6 +7,7 @@ role). Errors are one line naming the problem and the fix, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -184,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError) as exc:
         _error(str(exc))
         return USAGE
+    except BrokenPipeError:  # output piped into `head` & co.: stop quietly, like other command-line tools
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return FAILED
     except KeyboardInterrupt:
         _error("interrupted (a started operation keeps running; see `dicom-pipeline operations list`)")
         return 130

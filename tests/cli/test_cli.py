@@ -262,3 +262,11 @@ def test_runnable_as_python_m_cli_without_install() -> None:
     result = subprocess.run([sys.executable, "-m", "cli", "--help"], capture_output=True, text=True,
                             check=False, cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0 and "dicom-pipeline" in result.stdout
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path) -> None:
+    path = tmp_path / "filter.txt"
+    path.write_text("nonsense\n" * 20000)  # far more output than a pipe buffers
+    result = subprocess.run(["bash", "-c", f'"{sys.executable}" -m cli filter validate "{path}" | head -1'],
+                            capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[2])
+    assert result.stdout.count("\n") == 1 and result.stderr == ""
