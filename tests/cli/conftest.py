@@ -21,9 +21,9 @@ def upload_studies(bucket, studies: int = 1, series: int = 1, instances: int = 3
     return uploaded
 
 
-def storage_class(healthcare, store, instance) -> str:  # type: ignore[no-untyped-def]
+def storage_class(healthcare, store_name: str, instance) -> str:  # type: ignore[no-untyped-def]
     """The instance's storage class as the API's getStorageInfo reports it."""
-    resource = (f"{store.name}/dicomWeb/studies/{instance.study_uid}/series/{instance.series_uid}"
+    resource = (f"{store_name}/dicomWeb/studies/{instance.study_uid}/series/{instance.series_uid}"
                 f"/instances/{instance.sop_uid}")
     info = healthcare.projects().locations().datasets().dicomStores().dicomWeb().studies().series().instances() \
         .getStorageInfo(resource=resource).execute()

@@ -75,7 +75,7 @@ def test_import_storage_class_is_applied(cli_env, healthcare, new_store, new_buc
     instance = _upload(bucket, 1)[0]
 
     assert main(["import", store.name, f"gs://{bucket.name}/in/0.dcm", "--storage-class", "COLDLINE"]) == 0
-    assert storage_class(healthcare, store, instance) == "COLDLINE"
+    assert storage_class(healthcare, store.name, instance) == "COLDLINE"
 
 
 def test_operations_list_shows_the_import(cli_env, new_store, new_bucket, capsys) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli import main
+from tests.cli.conftest import storage_class, upload_studies
 
 pytestmark = pytest.mark.integration
 
@@ -28,20 +29,51 @@ def test_status_when_nothing_runs_exits_1(tmp_path, capsys) -> None:
 
 
 @pytest.mark.slow
-def test_up_status_down_leaves_no_process(tmp_path, capsys) -> None:
+def test_the_operator_workflow_against_the_local_stack_then_down_leaves_no_process(tmp_path, monkeypatch,
+                                                                                    capsys) -> None:
+    """up → import, export bq, filter build (CT), storage-class, query through the CLI → status → down."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+    from googleapiclient import discovery
+
     run_dir = tmp_path / "stack"
+    pids: list[int] = []
     try:
         assert main(["local-stack", "up", "--run-dir", str(run_dir)]) == 0
         out = capsys.readouterr().out
         state = json.loads((run_dir / "state.json").read_text())
         pids = [state["pid"], *state["pids"].values()]
-        assert f"export HEALTHCARE_EMULATOR_DATA_DIR={state['endpoints']['warehouse-dir']}" in out
-        assert "export HEALTHCARE_API_ENDPOINT=" in out
+        warehouse = state["endpoints"]["warehouse-dir"]
+        assert f"export HEALTHCARE_EMULATOR_DATA_DIR={warehouse}" in out
+        for key in ("HEALTHCARE_API_ENDPOINT", "STORAGE_EMULATOR_HOST"):
+            assert f"export {key}=" in out
+            monkeypatch.setenv(key, state["env"][key])
+        store = state["store"]
+
+        # A bucket of its own: uploads to the stack's landing bucket would also trigger the import function.
+        gcs = storage.Client(project="local-project", credentials=AnonymousCredentials(),
+                             client_options={"api_endpoint": state["env"]["STORAGE_EMULATOR_HOST"]})
+        instances = upload_studies(gcs.create_bucket("cli-source"), studies=2, series=1, instances=2)
+        assert main(["import", store, "gs://cli-source/in/*.dcm"]) == 0
+        assert main(["export", "bq", store, "bq://local-project.cli.instances"]) == 0
+        sql = "SELECT StudyInstanceUID FROM `local-project.cli.instances` WHERE Modality = 'CT'"
+        assert main(["filter", "build", "--data-dir", warehouse, "--sql", sql,
+                     "--output", "gs://cli-source/ct.txt"]) == 0
+        assert main(["storage-class", store, "ARCHIVE", "--filter-config-gcs-uri", "gs://cli-source/ct.txt"]) == 0
+        capsys.readouterr()
+        sql = "SELECT Modality, COUNT(*) AS n FROM `local-project.cli.instances` GROUP BY Modality ORDER BY Modality"
+        assert main(["query", "--data-dir", warehouse, "--format", "json", sql]) == 0
+        assert json.loads(capsys.readouterr().out) == [{"Modality": "CT", "n": 2}, {"Modality": "MR", "n": 2}]
+        healthcare = discovery.build("healthcare", "v1", credentials=AnonymousCredentials(), cache_discovery=False,
+                                     client_options={"api_endpoint": state["env"]["HEALTHCARE_API_ENDPOINT"]})
+        classes = {i.sop_uid: storage_class(healthcare, store, i) for i in instances}
+        assert classes == {i.sop_uid: "ARCHIVE" if i.modality == "CT" else "STANDARD" for i in instances}
 
         assert main(["local-stack", "status", "--run-dir", str(run_dir)]) == 0
         assert "healthcare-emulator" in capsys.readouterr().out
     finally:
         assert main(["local-stack", "down", "--run-dir", str(run_dir)]) == 0
-    assert [pid for pid in pids if _running(pid)] == []
+    assert pids and [pid for pid in pids if _running(pid)] == []
     assert main(["local-stack", "status", "--run-dir", str(run_dir)]) == 1
     assert os.path.exists(run_dir / "stack.log")
+

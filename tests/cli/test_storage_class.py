@@ -25,7 +25,7 @@ def test_only_the_filters_instances_change_class(cli_env, healthcare, new_store,
 
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["done"] is True and (out["success"], out["failure"]) == (2, 0)
-    classes = {i.sop_uid: storage_class(healthcare, store, i) for i in instances}
+    classes = {i.sop_uid: storage_class(healthcare, store.name, i) for i in instances}
     assert classes == {i.sop_uid: "ARCHIVE" if i.study_uid == target else "STANDARD" for i in instances}
 
 
@@ -39,7 +39,7 @@ def test_whole_store_async_then_wait(cli_env, healthcare, new_store, new_bucket,
     name = capsys.readouterr().out.strip()
     assert main(["operations", "wait", name]) == 0
     assert "2 succeeded, 0 failed" in capsys.readouterr().out
-    assert {storage_class(healthcare, store, i) for i in instances} == {"NEARLINE"}
+    assert {storage_class(healthcare, store.name, i) for i in instances} == {"NEARLINE"}
 
 
 @pytest.mark.parametrize("extra", [[], ["--whole-store", "--filter-config-gcs-uri", "gs://b/f.txt"],
