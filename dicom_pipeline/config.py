@@ -25,6 +25,9 @@ class Settings:
     healthcare_api_endpoint: str | None = None
     storage_emulator_host: str | None = None
     project: str | None = None
+    # Notifications arriving within this window share one export operation (0 = one export per message).
+    export_batch_window: float = 0.25
+    export_batch_max: int = 500
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -49,16 +52,12 @@ class Settings:
         storage_class = env.get("IMPORT_STORAGE_CLASS", "").strip().upper() or None
         if storage_class is not None and storage_class not in STORAGE_CLASSES:
             raise ConfigError(f"IMPORT_STORAGE_CLASS must be one of {', '.join(STORAGE_CLASSES)}")
-        raw_wait = env.get("OPERATION_WAIT_SECONDS", "60")
-        try:
-            wait = float(raw_wait)
-        except ValueError:
-            raise ConfigError(f"OPERATION_WAIT_SECONDS must be a number of seconds, got {raw_wait!r}") from None
-        if not 0 <= wait <= 3600:
-            raise ConfigError("OPERATION_WAIT_SECONDS must be between 0 and 3600")
+        wait = _number(env, "OPERATION_WAIT_SECONDS", "60", 0, 3600)
         disposition = env.get("EXPORT_WRITE_DISPOSITION", "WRITE_APPEND").strip().upper()
         if disposition not in WRITE_DISPOSITIONS:
             raise ConfigError(f"EXPORT_WRITE_DISPOSITION must be one of {', '.join(WRITE_DISPOSITIONS)}")
+        window = _number(env, "EXPORT_BATCH_WINDOW_SECONDS", "0.25", 0, 60)
+        batch_max = int(_number(env, "EXPORT_BATCH_MAX_INSTANCES", "500", 1, 100_000))
         endpoint = env.get("HEALTHCARE_API_ENDPOINT", "").strip().rstrip("/") or None
         if endpoint is not None and not endpoint.startswith(("http://", "https://")):
             raise ConfigError("HEALTHCARE_API_ENDPOINT must be an http:// or https:// URL")
@@ -66,7 +65,8 @@ class Settings:
             dicom_store=dicom_store, staging_bucket=staging, bigquery_table=table, import_suffixes=suffixes,
             import_storage_class=storage_class, operation_wait_seconds=wait, write_disposition=disposition,
             healthcare_api_endpoint=endpoint, storage_emulator_host=env.get("STORAGE_EMULATOR_HOST") or None,
-            project=env.get("GOOGLE_CLOUD_PROJECT") or dicom_store.project,
+            project=env.get("GOOGLE_CLOUD_PROJECT") or dicom_store.project, export_batch_window=window,
+            export_batch_max=batch_max,
         )
 
 
@@ -74,4 +74,15 @@ def _required(env: Mapping[str, str], key: str) -> str:
     value = env.get(key, "").strip()
     if not value:
         raise ConfigError(f"{key} is not set")
+    return value
+
+
+def _number(env: Mapping[str, str], key: str, default: str, low: float, high: float) -> float:
+    raw = env.get(key, default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{key} must be between {low:g} and {high:g}")
     return value

@@ -1,4 +1,10 @@
-"""Export instances' metadata to BigQuery, once per Pub/Sub message."""
+"""Export instances' metadata to BigQuery, once per Pub/Sub message.
+
+Notifications for WRITE_APPEND that arrive together (a burst: gen2 serves many requests per instance) share
+one export operation whose filter lists all their instances: one operation per burst instead of one per
+instance, which is what keeps a large import inside the API's operation quota. Each message keeps its own
+idempotency record, so a redelivery still follows the operation that exported it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import healthcare, logs, storage
+from .batching import Coalescer, SharedCall
 from .config import WRITE_DISPOSITIONS, Settings
 from .errors import PermanentError, TransientError, classify_operation_error
 from .events import PubSubMessage, json_object
@@ -122,20 +129,52 @@ def export_message(settings: Settings, message: PubSubMessage, event_id: str) ->
         generation = _take_over(settings, record_name, claim)
 
     try:
-        filter_uri = None
-        if not request.whole_store:
-            filter_uri = GcsUri(settings.staging_bucket, f"filters/export/{key}.txt")
-            storage.write_text(settings, filter_uri.bucket, filter_uri.name, "\n".join(request.resource_paths) + "\n")
-        operation = healthcare.export_to_bigquery(settings.healthcare_api_endpoint, request.store, request.table,
-                                                  request.write_disposition, filter_uri)
+        operation, batch = _start_export(settings, request)
     except BaseException:
         # Nothing was started: release the claim so the platform's retry can do the work.
         storage.delete(settings, settings.staging_bucket, record_name, if_generation_match=generation)
         raise
     claim.update(status="pending", operation=operation.get("name"), table=str(request.table))
     generation = storage.replace_json(settings, settings.staging_bucket, record_name, claim, generation)
-    operation = healthcare.wait(settings.healthcare_api_endpoint, operation, settings.operation_wait_seconds)
-    return _finish(settings, record_name, claim, operation, event_id, instance)
+    operation = _wait(settings, operation)
+    return _finish(settings, record_name, claim, operation, event_id, instance, batch)
+
+
+def _start_export(settings: Settings, request: ExportRequest) -> tuple[dict[str, Any], int]:
+    """The started operation that exports `request`, and how many messages share it."""
+    if request.whole_store or request.write_disposition != "WRITE_APPEND" or settings.export_batch_window <= 0:
+        # Only appends batch: two WRITE_TRUNCATE or WRITE_EMPTY requests merged would mean something else.
+        return _start(settings, request.store, request.table, request.write_disposition, request.resource_paths), 1
+    return _batches.submit((settings, request.store, request.table), request.resource_paths,
+                           settings.export_batch_window, settings.export_batch_max)
+
+
+def _export_batch(key: Any, items: list[tuple[str, ...]]) -> dict[str, Any]:
+    settings, store, table = key
+    lines = tuple(dict.fromkeys(line for paths in items for line in paths))  # an instance once per filter
+    return _start(settings, store, table, "WRITE_APPEND", lines)
+
+
+def _start(settings: Settings, store: DicomStoreName, table: BigQueryTableUri, disposition: str,
+           lines: tuple[str, ...]) -> dict[str, Any]:
+    filter_uri = None
+    if lines:
+        # Named by content: a retried batch of the same instances rewrites the same file.
+        name = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:40]
+        filter_uri = GcsUri(settings.staging_bucket, f"filters/export/{name}.txt")
+        storage.write_text(settings, filter_uri.bucket, filter_uri.name, "\n".join(lines) + "\n")
+    return healthcare.export_to_bigquery(settings.healthcare_api_endpoint, store, table, disposition, filter_uri)
+
+
+def _wait(settings: Settings, operation: dict[str, Any]) -> dict[str, Any]:
+    """Every message of a batch waits for the same operation: one poller, not one per message."""
+    endpoint = settings.healthcare_api_endpoint
+    return _polls.call((endpoint, operation.get("name")),
+                       lambda: healthcare.wait(endpoint, operation, settings.operation_wait_seconds))
+
+
+_batches: Coalescer[tuple[str, ...], dict[str, Any]] = Coalescer(_export_batch)
+_polls: SharedCall[dict[str, Any]] = SharedCall()
 
 
 def _follow_existing(settings: Settings, record_name: str, event_id: str, instance: str | None) -> str | None:
@@ -168,15 +207,17 @@ def _take_over(settings: Settings, record_name: str, claim: dict[str, Any]) -> i
 
 
 def _finish(settings: Settings, record_name: str, record: dict[str, Any], operation: dict[str, Any],
-            event_id: str, instance: str | None) -> str:
+            event_id: str, instance: str | None, batch: int | None = None) -> str:
     name = operation.get("name")
     if not operation.get("done"):
         logs.log(logging.WARNING, "export: operation still running at the wait bound; recorded as pending",
                  event_id=event_id, instance=instance, operation=name, outcome="pending")
         return "pending"
     if "error" in operation:
-        error = classify_operation_error(operation["error"], "export to BigQuery",
-                                         operation.get("metadata", {}).get("logsUrl"))
+        # A batch's operation fails for all its messages; the log at logsUrl names the instances that failed.
+        what = "export to BigQuery" if not batch or batch == 1 else \
+            f"export to BigQuery (one operation for {batch} notifications served together)"
+        error = classify_operation_error(operation["error"], what, operation.get("metadata", {}).get("logsUrl"))
         if isinstance(error, PermanentError):
             storage.replace_json(settings, settings.staging_bucket, record_name, {**record, "status": "failed"})
         else:  # a retry may succeed: release the claim
@@ -185,5 +226,5 @@ def _finish(settings: Settings, record_name: str, record: dict[str, Any], operat
     storage.replace_json(settings, settings.staging_bucket, record_name,
                          {**record, "status": "succeeded", "finished": datetime.now(UTC).isoformat()})
     logs.log(logging.INFO, "export: succeeded", event_id=event_id, instance=instance, operation=name,
-             table=record.get("table"), outcome="succeeded")
+             table=record.get("table"), outcome="succeeded", batch=batch)
     return "succeeded"

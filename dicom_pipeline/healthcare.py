@@ -82,12 +82,12 @@ def get_operation(endpoint: str | None, name: str) -> dict[str, Any]:
 def wait(endpoint: str | None, operation: dict[str, Any], bound: float) -> dict[str, Any]:
     """Poll until `done` or `bound` seconds pass; returns the last operation seen (without `done` if pending)."""
     deadline = time.monotonic() + bound
-    delay = 0.05
+    delay = 0.1
     while not operation.get("done"):
         if time.monotonic() >= deadline:
             return operation
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 1.5, 2.0)
+        delay = min(delay * 2, 2.0)  # a burst's operations queue: fewer polls, each a request the API serves
         if "name" not in operation:
             raise TransientError("the API returned an operation without a name")
         operation = get_operation(endpoint, operation["name"])

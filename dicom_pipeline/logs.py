@@ -12,7 +12,8 @@ import sys
 from typing import Any
 
 logger = logging.getLogger("dicom_pipeline")
-_ALLOWED_FIELDS = ("event_id", "object", "instance", "operation", "store", "table", "reason", "outcome", "record")
+_ALLOWED_FIELDS = ("event_id", "object", "instance", "operation", "store", "table", "reason", "outcome", "record",
+                  "batch")
 
 
 class JsonFormatter(logging.Formatter):

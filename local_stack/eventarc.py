@@ -1,11 +1,22 @@
-"""The storage-event adapter: a Pub/Sub push of a fake-gcs-server notification → a binary-mode CloudEvent.
+"""The local stack's Eventarc: Pub/Sub messages → CloudEvents POSTed to the functions, many at once.
 
-Eventarc delivers Cloud Storage events to a gen2 function as `google.cloud.storage.object.v1.finalized`
-CloudEvents whose data is the object resource. fake-gcs-server can only publish to Pub/Sub, so this tiny
-server receives the emulator's push and re-POSTs it the way Eventarc would. The function's status code is
-passed back, so a 500 from the function makes the Pub/Sub emulator redeliver (as Eventarc retries).
+In production Eventarc delivers a trigger's events to a gen2 function as CloudEvents, concurrently, and
+retries with backoff on a non-2xx answer. The Pub/Sub emulator's own push delivery cannot stand in for it:
+it pushes one message at a time per subscription (pull one, POST, wait, ack), which caps a burst at a few
+messages per second. So each trigger here is a pull subscription that this process drains with up to
+`--concurrency` deliveries in flight:
 
-    python -m local_stack.eventarc --port 8095 --target http://127.0.0.1:8096/
+- `storage` triggers turn fake-gcs-server's notification into `google.cloud.storage.object.v1.finalized`
+  (or deleted / metadataUpdated) with the object resource as data, as Eventarc does for Cloud Storage;
+- `pubsub` triggers send `google.cloud.pubsub.topic.v1.messagePublished` with {message, subscription}.
+
+A 2xx answer acknowledges the message; anything else (or no answer) hands it back to Pub/Sub after a
+backoff that doubles from 1 s to 60 s, so it is redelivered with the same messageId (the functions'
+idempotency key). The HTTP endpoint also accepts a Pub/Sub push body for a storage event and delivers it the
+same way (the tests use it to redeliver an event on purpose).
+
+    python -m local_stack.eventarc --port 8095 --pubsub-host 127.0.0.1:8085 \\
+        --trigger storage:projects/P/subscriptions/S=http://127.0.0.1:8096/
 """
 
 from __future__ import annotations
@@ -15,6 +26,10 @@ import base64
 import json
 import signal
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -27,11 +42,13 @@ EVENT_TYPES = {
     "OBJECT_DELETE": "google.cloud.storage.object.v1.deleted",
     "OBJECT_METADATA_UPDATE": "google.cloud.storage.object.v1.metadataUpdated",
 }
+PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
+FIRST_BACKOFF, MAX_BACKOFF = 1.0, 60.0  # seconds before a failed delivery is retried
+DELIVERY_TIMEOUT = 600  # seconds, the functions' timeout
 
 
-def to_cloud_event(push_body: dict[str, Any]) -> CloudEvent | None:
-    """The CloudEvent Eventarc would send for this push body, or None for an event type it has no mapping for."""
-    message = push_body["message"]
+def storage_event(message: dict[str, Any]) -> CloudEvent | None:
+    """The CloudEvent Eventarc would send for this storage notification, or None for an unmapped event type."""
     attributes = message.get("attributes") or {}
     event_type = EVENT_TYPES.get(attributes.get("eventType", ""))
     if event_type is None:
@@ -50,6 +67,137 @@ def to_cloud_event(push_body: dict[str, Any]) -> CloudEvent | None:
     }, data)
 
 
+def to_cloud_event(push_body: dict[str, Any]) -> CloudEvent | None:
+    """A Pub/Sub push body of a storage notification → its CloudEvent (None for an unmapped event type)."""
+    return storage_event(push_body["message"])
+
+
+def pubsub_event(message: dict[str, Any], subscription: str, topic: str) -> CloudEvent:
+    return CloudEvent({
+        "type": PUBSUB_PUBLISHED,
+        "source": f"//pubsub.googleapis.com/{topic}",
+        "id": message.get("messageId"),
+        "time": message.get("publishTime"),
+        "datacontenttype": "application/json",
+    }, {"message": {k: v for k, v in message.items() if k in ("data", "attributes", "messageId", "publishTime")},
+        "subscription": subscription})
+
+
+@dataclass(frozen=True)
+class Trigger:
+    kind: str  # "storage" or "pubsub"
+    subscription: str  # projects/P/subscriptions/S
+    target: str
+
+    @classmethod
+    def parse(cls, text: str) -> Trigger:
+        kind, _, rest = text.partition(":")
+        subscription, _, target = rest.partition("=")
+        if kind not in ("storage", "pubsub") or "/subscriptions/" not in subscription or not target:
+            raise argparse.ArgumentTypeError(f"expected storage|pubsub:projects/P/subscriptions/S=URL, got {text!r}")
+        return cls(kind, subscription, target)
+
+
+class Delivery:
+    """Drains one trigger's subscription: long-polling pulls, up to `concurrency` POSTs in flight."""
+
+    def __init__(self, pubsub_host: str, trigger: Trigger, concurrency: int):
+        self.trigger = trigger
+        self.base = f"http://{pubsub_host}/v1/{trigger.subscription}"
+        self.topic = ""
+        self.slots = threading.Semaphore(concurrency)
+        self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="deliver")
+        self.session = requests.Session()
+        self.session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=concurrency + 4))
+        self.attempts: dict[str, int] = {}
+        self.stopping = threading.Event()
+        self.acks: list[str] = []  # acknowledged together: one request per ~20 ms instead of one per message
+        self.acks_ready = threading.Condition()
+
+    def run(self) -> None:
+        self.topic = self.session.get(self.base, timeout=30).json().get("topic", "")
+        threading.Thread(target=self._acknowledge_loop, daemon=True, name="acks").start()
+        while not self.stopping.is_set():
+            self.slots.acquire()
+            free = 1
+            while free < 100 and self.slots.acquire(blocking=False):
+                free += 1
+            try:
+                received = self._pull(free)
+            except requests.RequestException as exc:
+                log(f"pull from {self.trigger.subscription} failed: {exc}")
+                received = []
+                time.sleep(1.0)
+            for _ in range(free - len(received)):
+                self.slots.release()
+            for item in received:
+                self.pool.submit(self._deliver, item)
+
+    def _pull(self, count: int) -> list[dict[str, Any]]:
+        # The emulator holds an empty pull open until a message arrives: no polling loop.
+        response = self.session.post(f"{self.base}:pull", json={"maxMessages": count}, timeout=120)
+        response.raise_for_status()
+        return list(response.json().get("receivedMessages", []))
+
+    def _deliver(self, item: dict[str, Any]) -> None:
+        try:
+            message = item["message"]
+            if self.trigger.kind == "storage":
+                event = storage_event(message)
+            else:
+                event = pubsub_event(message, self.trigger.subscription, self.topic)
+            ok = True if event is None else deliver(self.session, self.trigger.target, event)
+            self._settle(item["ackId"], str(message.get("messageId")), ok)
+        except Exception as exc:  # one bad message must not stop the trigger
+            log(f"delivery of a message from {self.trigger.subscription} failed: {type(exc).__name__}: {exc}")
+            self._settle(item["ackId"], str(item.get("message", {}).get("messageId")), False)
+        finally:
+            self.slots.release()
+
+    def _settle(self, ack_id: str, message_id: str, ok: bool) -> None:
+        try:
+            if ok:
+                self.attempts.pop(message_id, None)
+                with self.acks_ready:
+                    self.acks.append(ack_id)
+                    self.acks_ready.notify()
+                return
+            attempt = self.attempts[message_id] = self.attempts.get(message_id, 0) + 1
+            backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (attempt - 1))
+            # Back to Pub/Sub, redelivered once the new deadline passes.
+            self.session.post(f"{self.base}:modifyAckDeadline",
+                              json={"ackIds": [ack_id], "ackDeadlineSeconds": max(1, round(backoff))}, timeout=30)
+        except requests.RequestException as exc:
+            log(f"settling a message of {self.trigger.subscription} failed (redelivered later): {exc}")
+
+
+    def _acknowledge_loop(self) -> None:
+        while True:
+            with self.acks_ready:
+                self.acks_ready.wait_for(lambda: bool(self.acks))
+            time.sleep(0.02)  # let the acks of a burst gather
+            with self.acks_ready:
+                ack_ids, self.acks = self.acks, []
+            try:
+                self.session.post(f"{self.base}:acknowledge", json={"ackIds": ack_ids}, timeout=30)
+            except requests.RequestException as exc:  # unacknowledged: redelivered, and the functions are idempotent
+                log(f"acknowledging {len(ack_ids)} messages of {self.trigger.subscription} failed: {exc}")
+
+
+def deliver(session: requests.Session, target: str, event: CloudEvent) -> bool:
+    headers, body = to_binary(event)
+    try:
+        response = session.post(target, headers=headers, data=body, timeout=DELIVERY_TIMEOUT)
+    except requests.RequestException as exc:
+        log(f"target {target} unreachable: {exc}")
+        return False
+    return 200 <= response.status_code < 300
+
+
+def log(text: str) -> None:
+    sys.stderr.write(f"eventarc-adapter: {text}\n")
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _AdapterServer
 
@@ -57,25 +205,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(200)
 
     def do_POST(self) -> None:
+        """A push body of a storage notification, delivered to the storage trigger's target now."""
         length = int(self.headers.get("Content-Length") or 0)
         try:
             event = to_cloud_event(json.loads(self.rfile.read(length)))
         except (ValueError, KeyError) as exc:
             # A malformed push will not get better on redelivery: acknowledge it, say why in the log.
-            self.log_message("dropped malformed push: %s", exc)
+            log(f"dropped malformed push: {exc}")
             self._answer(204)
             return
-        if event is None:
+        if event is None or self.server.storage_target is None:
             self._answer(204)
             return
-        headers, body = to_binary(event)
-        try:
-            response = self.server.session.post(self.server.target, headers=headers, data=body, timeout=600)
-            status = response.status_code
-        except requests.RequestException as exc:
-            self.log_message("target unreachable: %s", exc)
-            status = 503
-        self._answer(204 if 200 <= status < 300 else status)
+        self._answer(204 if deliver(self.server.session, self.server.storage_target, event) else 503)
 
     def _answer(self, status: int) -> None:
         self.send_response(status)
@@ -83,15 +225,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def log_message(self, format: str, *args: object) -> None:
-        sys.stderr.write(f"eventarc-adapter: {format % args}\n")
+        log(format % args)
 
 
 class _AdapterServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], target: str):
+    def __init__(self, address: tuple[str, int], storage_target: str | None):
         super().__init__(address, _Handler)
-        self.target = target
+        self.storage_target = storage_target
         self.session = requests.Session()
 
 
@@ -99,9 +241,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local_stack.eventarc", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--target", required=True, help="URL of the import function")
+    parser.add_argument("--pubsub-host", required=True, help="the Pub/Sub emulator, HOST:PORT")
+    parser.add_argument("--trigger", type=Trigger.parse, action="append", default=[],
+                        help="KIND:projects/P/subscriptions/S=URL (KIND storage or pubsub); repeatable")
+    parser.add_argument("--concurrency", type=int, default=64, help="deliveries in flight per trigger")
     args = parser.parse_args(argv)
-    server = _AdapterServer(("127.0.0.1", args.port), args.target)
+    storage = next((t.target for t in args.trigger if t.kind == "storage"), None)
+    server = _AdapterServer(("127.0.0.1", args.port), storage)
+    for trigger in args.trigger:
+        threading.Thread(target=Delivery(args.pubsub_host, trigger, args.concurrency).run, daemon=True,
+                         name=f"trigger {trigger.subscription}").start()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
         server.serve_forever()

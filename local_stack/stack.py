@@ -1,8 +1,9 @@
 """The whole pipeline offline: every component a child process on a free 127.0.0.1 port, wired like production.
 
-    upload → fake-gcs-server ─(finalize event)→ Pub/Sub topic gcs-events ─(push)→ eventarc adapter
+    upload → fake-gcs-server ─(finalize event)→ Pub/Sub topic gcs-events ─(pull)→ eventarc adapter
       ─(storage.object.v1.finalized CloudEvent)→ import function → Healthcare emulator (dicomStores.import)
-      ─(notification, sendForBulkImport)→ Pub/Sub topic dicom-notifications ─(push)→ export function
+      ─(notification, sendForBulkImport)→ Pub/Sub topic dicom-notifications ─(pull)→ eventarc adapter
+      ─(pubsub.topic.v1.messagePublished CloudEvent)→ export function
       → dicomStores.export to BigQuery (the emulator's local DuckDB warehouse)
 
 `with LocalStack() as stack:` starts everything, creates the buckets, topics, subscriptions, dataset and
@@ -33,6 +34,7 @@ PROJECT, LOCATION, DATASET, STORE = "local-project", "us-central1", "local-datas
 UPLOAD_BUCKET, STAGING_BUCKET = "dicom-landing", "dicom-staging"
 STORAGE_TOPIC, NOTIFICATION_TOPIC = "gcs-events", "dicom-notifications"
 BQ_DATASET, BQ_TABLE = "dicom_metadata", "instances"
+IMPORT_SUBSCRIPTION, EXPORT_SUBSCRIPTION = "gcs-events-to-import", "notifications-to-export"
 
 
 def http_answers(url: str) -> Callable[[], bool]:
@@ -97,7 +99,10 @@ class FunctionServer(_AnswersServer):
                 "cloudevent", "--host", "127.0.0.1", "--port", str(self.port)]
 
     def environment(self) -> dict[str, str]:
-        return {**self._env, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        # THREADS: gunicorn threads, i.e. the requests one instance serves at once (gen2's concurrency
+        # setting, see terraform/functions.tf). Handlers mostly wait on the API, so threads are cheap, and
+        # the export function batches the notifications that arrive together.
+        return {"THREADS": "64", **self._env, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
 
     def ready_url(self) -> str:
         return f"{self.url}/"
@@ -112,15 +117,22 @@ class _UploadBucketGcs(FakeGcsServer):
 
 
 class EventarcAdapter(ManagedServer):
+    """Delivers the triggers' subscriptions to the functions as CloudEvents, concurrently (see eventarc.py)."""
+
     name = "eventarc-adapter"
 
-    def __init__(self, target: str):
+    def __init__(self, pubsub_host: str, triggers: list[str]):
         super().__init__()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.target = target
+        self.pubsub_host = pubsub_host
+        self.triggers = triggers
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "local_stack.eventarc", "--port", str(self.port), "--target", self.target]
+        argv = [sys.executable, "-m", "local_stack.eventarc", "--port", str(self.port), "--pubsub-host",
+                self.pubsub_host]
+        for trigger in self.triggers:
+            argv += ["--trigger", trigger]
+        return argv
 
     def environment(self) -> dict[str, str]:
         return {"PYTHONPATH": str(REPO)}
@@ -184,8 +196,11 @@ class LocalStack:
         function_env = self.function_env()
         self.import_function = self._run(FunctionServer("import_dicom_object", function_env))
         self.export_function = self._run(FunctionServer("export_dicom_metadata", function_env))
-        self.adapter = self._run(EventarcAdapter(f"{self.import_function.url}/"))
         self._create_resources()
+        subscriptions = f"projects/{self.names.project}/subscriptions"
+        self.adapter = self._run(EventarcAdapter(self.pubsub.host, [
+            f"storage:{subscriptions}/{IMPORT_SUBSCRIPTION}={self.import_function.url}/",
+            f"pubsub:{subscriptions}/{EXPORT_SUBSCRIPTION}={self.export_function.url}/"]))
 
     def _run(self, component: ManagedServer) -> Any:
         self.components.append(component)  # before start(): a failed start is still stopped
@@ -222,14 +237,10 @@ class LocalStack:
         from google.cloud import storage
 
         project = self.names.project
-        # Push endpoints as Eventarc would have them; the export function's path gives the right CE source.
-        self._pubsub_put("subscriptions/gcs-events-to-import", {
-            "topic": f"projects/{project}/topics/{STORAGE_TOPIC}", "ackDeadlineSeconds": 600,
-            "pushConfig": {"pushEndpoint": f"{self.adapter.url}/"}})
-        self._pubsub_put("subscriptions/notifications-to-export", {
-            "topic": f"projects/{project}/topics/{NOTIFICATION_TOPIC}", "ackDeadlineSeconds": 600,
-            "pushConfig": {"pushEndpoint": f"{self.export_function.url}/projects/{project}/topics/"
-                                          f"{NOTIFICATION_TOPIC}"}})
+        # The triggers' subscriptions, drained by the Eventarc adapter (the emulator's push is one at a time).
+        for subscription, topic in ((IMPORT_SUBSCRIPTION, STORAGE_TOPIC), (EXPORT_SUBSCRIPTION, NOTIFICATION_TOPIC)):
+            self._pubsub_put(f"subscriptions/{subscription}", {"topic": f"projects/{project}/topics/{topic}",
+                                                               "ackDeadlineSeconds": 600})
         client = storage.Client(project=project, credentials=AnonymousCredentials(),
                                 client_options={"api_endpoint": self.gcs.url})
         for bucket in (UPLOAD_BUCKET, STAGING_BUCKET):

@@ -66,13 +66,16 @@ resource "google_cloudfunctions2_function" "import" {
   }
 
   service_config {
-    available_memory               = "512M"
-    timeout_seconds                = 540
-    max_instance_count             = var.function_max_instances
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-    service_account_email          = google_service_account.import_function.email
-    environment_variables          = local.import_environment
+    available_memory   = "512M"
+    available_cpu      = "1" # concurrency above 1 needs a whole vCPU
+    timeout_seconds    = 540
+    max_instance_count = var.function_max_instances
+    # Handlers mostly wait on operations; the export function batches the notifications served together.
+    max_instance_request_concurrency = var.function_concurrency
+    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.import_function.email
+    environment_variables            = local.import_environment
   }
 
   event_trigger {
@@ -116,13 +119,16 @@ resource "google_cloudfunctions2_function" "export" {
   }
 
   service_config {
-    available_memory               = "512M"
-    timeout_seconds                = 540
-    max_instance_count             = var.function_max_instances
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-    service_account_email          = google_service_account.export_function.email
-    environment_variables          = local.export_environment
+    available_memory   = "512M"
+    available_cpu      = "1" # concurrency above 1 needs a whole vCPU
+    timeout_seconds    = 540
+    max_instance_count = var.function_max_instances
+    # Handlers mostly wait on operations; the export function batches the notifications served together.
+    max_instance_request_concurrency = var.function_concurrency
+    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.export_function.email
+    environment_variables            = local.export_environment
   }
 
   event_trigger {

@@ -71,6 +71,17 @@ variable "force_destroy" {
   default     = false
 }
 
+variable "function_concurrency" {
+  description = "Requests one function instance serves at once (gen2). Notifications served together share one export operation."
+  type        = number
+  default     = 80
+
+  validation {
+    condition     = var.function_concurrency >= 1 && var.function_concurrency <= 1000
+    error_message = "function_concurrency must be between 1 and 1000."
+  }
+}
+
 variable "function_max_instances" {
   description = "Maximum number of instances of each function."
   type        = number

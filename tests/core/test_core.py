@@ -30,6 +30,9 @@ def test_settings_defaults_and_overrides() -> None:
     assert settings.operation_wait_seconds == 2.5
     assert settings.healthcare_api_endpoint == "http://h:1"
     assert Settings.from_env(BASE).write_disposition == "WRITE_APPEND"
+    assert (Settings.from_env(BASE).export_batch_window, Settings.from_env(BASE).export_batch_max) == (0.25, 500)
+    batched = Settings.from_env({**BASE, "EXPORT_BATCH_WINDOW_SECONDS": "0", "EXPORT_BATCH_MAX_INSTANCES": "50"})
+    assert (batched.export_batch_window, batched.export_batch_max) == (0.0, 50)
     with pytest.raises(AttributeError):
         settings.staging_bucket = "x"  # type: ignore[misc]
 
@@ -43,6 +46,8 @@ def test_settings_defaults_and_overrides() -> None:
     ({**BASE, "BIGQUERY_TABLE": "p.d.t"}, "BIGQUERY_TABLE"),
     ({**BASE, "EXPORT_WRITE_DISPOSITION": "APPEND"}, "EXPORT_WRITE_DISPOSITION"),
     ({**BASE, "HEALTHCARE_API_ENDPOINT": "localhost:1"}, "HEALTHCARE_API_ENDPOINT"),
+    ({**BASE, "EXPORT_BATCH_WINDOW_SECONDS": "-1"}, "EXPORT_BATCH_WINDOW_SECONDS"),
+    ({**BASE, "EXPORT_BATCH_MAX_INSTANCES": "lots"}, "EXPORT_BATCH_MAX_INSTANCES"),
 ])
 def test_bad_settings_name_the_variable(env, named) -> None:
     with pytest.raises(ConfigError, match=named):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -95,6 +96,40 @@ def test_concurrent_redelivery_adds_no_rows(pipeline) -> None:
         outcomes = list(pool.map(deliver, [e for e in events for _ in range(3)]))
 
     assert outcomes.count("succeeded") == 3
+    assert sorted(pipeline.rows()) == sorted((i.sop_uid,) for i in instances)
+
+
+def test_a_burst_of_notifications_shares_export_operations(pipeline) -> None:
+    instances = _stored(pipeline, 12)
+    events = [pubsub_event(_path(pipeline, i)) for i in instances]
+    start = threading.Barrier(len(events))
+
+    def deliver(event):  # type: ignore[no-untyped-def]
+        start.wait()  # all at once, as gen2 serves a burst of pushes concurrently
+        return export_dicom_metadata(event)
+
+    with ThreadPoolExecutor(len(events)) as pool:
+        outcomes = list(pool.map(deliver, events))
+
+    assert outcomes == ["succeeded"] * len(events)
+    assert sorted(pipeline.rows()) == sorted((i.sop_uid,) for i in instances)  # one row each
+    records = [json.loads(b.download_as_bytes()) for b in pipeline.staging.list_blobs(prefix="idempotency/export/")]
+    assert len(records) == len(events) and {r["status"] for r in records} == {"succeeded"}
+    operations = {r["operation"] for r in records}
+    filters = list(pipeline.staging.list_blobs(prefix="filters/export/"))
+    # Arriving within the batch window, the twelve share far fewer operations than one each.
+    assert len(operations) == len(filters) < len(events) // 2
+    assert sum(len(f.download_as_bytes().decode().split()) for f in filters) == len(events)
+
+
+def test_batching_off_gives_one_operation_per_message(pipeline, monkeypatch) -> None:
+    monkeypatch.setenv("EXPORT_BATCH_WINDOW_SECONDS", "0")
+    instances = _stored(pipeline, 4)
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(export_dicom_metadata, [pubsub_event(_path(pipeline, i)) for i in instances]))
+
+    assert outcomes == ["succeeded"] * 4
+    assert len(list(pipeline.staging.list_blobs(prefix="filters/export/"))) == 4
     assert sorted(pipeline.rows()) == sorted((i.sop_uid,) for i in instances)
 
 

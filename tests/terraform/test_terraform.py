@@ -82,10 +82,11 @@ def settings_read_by_code() -> tuple[set[str], set[str]]:
         args = node.args
         if isinstance(func, ast.Attribute) and func.attr == "get" and isinstance(args[0], ast.Constant):
             names.add(args[0].value)
-        elif isinstance(func, ast.Name) and func.id == "_required" and len(args) >= 2:
+        elif isinstance(func, ast.Name) and func.id in ("_required", "_number") and len(args) >= 2:
             assert isinstance(args[1], ast.Constant)
             names.add(args[1].value)
-            required.add(args[1].value)
+            if func.id == "_required":
+                required.add(args[1].value)
     for node in ast.walk(tree):  # env["BIGQUERY_TABLE"]
         key = node.slice if isinstance(node, ast.Subscript) else None
         if isinstance(key, ast.Constant) and isinstance(key.value, str) and key.value.isupper():
