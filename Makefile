@@ -8,10 +8,12 @@ CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
 .PHONY: setup system-deps test lint demo emulator bench bench-local clean checkov
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	# The project itself, editable: puts the `dicom-pipeline` command in $(VENV)/bin (deps came from above).
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 setup: $(VENV)/.installed system-deps

@@ -255,10 +255,11 @@ def status(args: argparse.Namespace) -> int:
 def _print_state(state: dict[str, Any]) -> None:
     print("\nendpoints:")
     _print_endpoints(state["endpoints"])
-    print(f"\nDICOM store {state['store']}\nBigQuery table {state['table']} (query: python -c 'from"
-          " local_stack.warehouse_query import run_query; ...' with the warehouse-dir above)")
+    table = state["table"].removeprefix("bq://")
+    example = f'dicom-pipeline query "SELECT COUNT(*) FROM \\`{table}\\`"'  # noqa: S608 - a printed hint
+    print(f"\nDICOM store {state['store']}\nBigQuery table {state['table']} (with the variables below: {example})")
     print(f"upload to gs://{state['upload_bucket']}/ to run the pipeline\n\nenvironment (gcloud, google-cloud-storage,"
-          " google-cloud-pubsub, dicomweb-client via DICOMWEB_URL):")
+          " google-cloud-pubsub, dicomweb-client via DICOMWEB_URL, dicom-pipeline):")
     for key, value in state["env"].items():
         print(f"  export {key}={value}")
 

@@ -99,13 +99,19 @@ class Trigger:
 
 
 class Delivery:
-    """Drains one trigger's subscription: long-polling pulls, up to `concurrency` POSTs in flight."""
+    """Drains one trigger's subscription: long-polling pulls, up to `concurrency` POSTs in flight.
+
+    Up to twice that many messages are held (in flight or queued here); under load a pull waits until a
+    quarter of that room is free, so a backlog is pulled in chunks rather than one message per pull.
+    """
 
     def __init__(self, pubsub_host: str, trigger: Trigger, concurrency: int):
         self.trigger = trigger
         self.base = f"http://{pubsub_host}/v1/{trigger.subscription}"
         self.topic = ""
-        self.slots = threading.Semaphore(concurrency)
+        self.capacity, self.refill = 2 * concurrency, max(1, concurrency // 2)
+        self.held = 0
+        self.room = threading.Condition()
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="deliver")
         self.session = requests.Session()
         self.session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=concurrency + 4))
@@ -118,18 +124,17 @@ class Delivery:
         self.topic = self.session.get(self.base, timeout=30).json().get("topic", "")
         threading.Thread(target=self._acknowledge_loop, daemon=True, name="acks").start()
         while not self.stopping.is_set():
-            self.slots.acquire()
-            free = 1
-            while free < 100 and self.slots.acquire(blocking=False):
-                free += 1
+            with self.room:
+                self.room.wait_for(lambda: self.held == 0 or self.capacity - self.held >= self.refill)
+                free = min(100, self.capacity - self.held)
+                self.held += free
             try:
                 received = self._pull(free)
             except requests.RequestException as exc:
                 log(f"pull from {self.trigger.subscription} failed: {exc}")
                 received = []
                 time.sleep(1.0)
-            for _ in range(free - len(received)):
-                self.slots.release()
+            self._release(free - len(received))
             for item in received:
                 self.pool.submit(self._deliver, item)
 
@@ -152,7 +157,12 @@ class Delivery:
             log(f"delivery of a message from {self.trigger.subscription} failed: {type(exc).__name__}: {exc}")
             self._settle(item["ackId"], str(item.get("message", {}).get("messageId")), False)
         finally:
-            self.slots.release()
+            self._release(1)
+
+    def _release(self, count: int) -> None:
+        with self.room:
+            self.held -= count
+            self.room.notify()
 
     def _settle(self, ack_id: str, message_id: str, ok: bool) -> None:
         try:

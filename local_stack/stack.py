@@ -292,8 +292,10 @@ class LocalStack:
                 "warehouse-dir": str(self.healthcare.data_dir)}
 
     def env(self) -> dict[str, str]:
-        """Environment for gcloud, google-cloud-storage, google-cloud-pubsub and dicomweb-client."""
-        return client_env(self.gcs.url, self.pubsub.host, self.healthcare.url, self.names)
+        """Environment for gcloud, google-cloud-storage, google-cloud-pubsub, dicomweb-client and the CLI."""
+        return {**client_env(self.gcs.url, self.pubsub.host, self.healthcare.url, self.names),
+                # the CLI's `query` and `filter build` read the local warehouse from here
+                "HEALTHCARE_EMULATOR_DATA_DIR": str(self.healthcare.data_dir)}
 
 
 def client_env(gcs_url: str, pubsub_host: str, healthcare_url: str, names: Names) -> dict[str, str]:
