@@ -66,11 +66,16 @@ def cmd_export_gcs(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace, store: DicomStoreName, body: dict[str, Any]) -> int:
+    return _start(args, "export", name=str(store), body=body)
+
+
+def _start(args: argparse.Namespace, method: str, **params: Any) -> int:
+    """Call a long-running dicomStores method and follow the operation it returns."""
     stores = healthcare.service(endpoint(args)).projects().locations().datasets().dicomStores()
     try:
-        operation = stores.export(name=str(store), body=body).execute(num_retries=0)
+        operation = getattr(stores, method)(**params).execute(num_retries=0)
     except Exception as exc:
-        raise classify(exc, "dicomStores.export") from exc
+        raise classify(exc, f"dicomStores.{method}") from exc
     return started(args, operation, "instance")
 
 
@@ -87,9 +92,4 @@ def cmd_storage_class(args: argparse.Namespace) -> int:
         raise UsageError("give exactly one of --filter-config-gcs-uri gs://BUCKET/FILTER (the instances it names)"
                          " or --whole-store (every instance in the store)")
     body = {"blobStorageSettings": {"blobStorageClass": args.storage_class}, **filter_config}
-    stores = healthcare.service(endpoint(args)).projects().locations().datasets().dicomStores()
-    try:
-        operation = stores.setBlobStorageSettings(resource=str(store), body=body).execute(num_retries=0)
-    except Exception as exc:
-        raise classify(exc, "dicomStores.setBlobStorageSettings") from exc
-    return started(args, operation, "instance")
+    return _start(args, "setBlobStorageSettings", resource=str(store), body=body)
