@@ -101,7 +101,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    operations_api = healthcare.service(endpoint(args)).projects().locations().datasets().operations()
+    operations_api = healthcare.operations(endpoint(args))
     found: list[dict[str, Any]] = []
     token = None
     while True:

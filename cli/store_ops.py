@@ -71,7 +71,7 @@ def _export(args: argparse.Namespace, store: DicomStoreName, body: dict[str, Any
 
 def _start(args: argparse.Namespace, method: str, **params: Any) -> int:
     """Call a long-running dicomStores method and follow the operation it returns."""
-    stores = healthcare.service(endpoint(args)).projects().locations().datasets().dicomStores()
+    stores = healthcare.dicom_stores(endpoint(args))
     try:
         operation = getattr(stores, method)(**params).execute(num_retries=0)
     except Exception as exc:
