@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from typing import Any
 
 from .errors import classify
@@ -13,6 +14,10 @@ DICM_OFFSET = 128
 
 @functools.cache
 def client(emulator_host: str | None, project: str | None) -> Any:
+    # google-cloud-storage 3.x fetches each bucket's metadata in a background thread only to label tracing
+    # spans, and after every 404 (the usual answer to an idempotency-record lookup) starts another thread
+    # to check that the bucket still exists: an extra request per event, for traces we do not emit.
+    os.environ.setdefault("DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA", "true")
     from google.cloud import storage
 
     if emulator_host:
