@@ -7,12 +7,14 @@ Sequential: `--count` single uploads, one at a time; for each, the time from the
   Hops: upload = fake-gcs-server write; →store = finalize event → Pub/Sub push → adapter → import function
   → dicomStores.import; →row = notification → Pub/Sub push → export function → dicomStores.export to BigQuery.
 Burst: `--burst` uploads from `--threads` threads as fast as they go, then the time until every instance has
-  its row: instances/s end to end. Targets (issue 5): p50 ≤ 1.5 s, p99 ≤ 3 s, burst ≥ 100 instances/s.
+  its row: instances/s end to end, and the CPU each component spent per instance (a burst on 2 cores is
+  CPU-bound, so that is where its time goes). Targets (issue 5): p50 ≤ 1.5 s, p99 ≤ 3 s, burst ≥ 100 instances/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -69,10 +71,26 @@ def sequential(stack: LocalStack, count: int) -> None:
     print(f"  target p50 ≤ 1.5 s, p99 ≤ 3 s: {'met' if ok else 'NOT met'}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants (gunicorn's worker, the JVM's threads), from /proc."""
+    tick, total, pending = os.sysconf("SC_CLK_TCK"), 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 def burst(stack: LocalStack, count: int, threads: int) -> None:
     instances = list(synthetic_studies(max(1, count // 10), series_per_study=2, instances_per_series=5))[:count]
     bucket = stack.storage_client().bucket(UPLOAD_BUCKET)
     before, stored_before = len(stack.row_counts()), stack.instance_count()
+    cpu_before = {name: cpu_seconds(pid) for name, pid in stack.pids().items()}
     start = time.perf_counter()
 
     def put(item: tuple[int, bytes]) -> None:
@@ -103,6 +121,12 @@ def burst(stack: LocalStack, count: int, threads: int) -> None:
         print(f"  every instance in the store after {all_stored:.1f} s ({len(instances) / all_stored:.1f}/s through"
               " the import hop); the rest of the time is the export hop")
     print(f"  instances in the store: {stack.instance_count() - stored_before} new")
+    # A burst on 2 cores is CPU-bound: where the time goes is which process spends the CPU, per instance.
+    spent = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in stack.pids().items()}
+    print(f"  CPU per instance by component ({sum(spent.values()):.1f} CPU-s in {total:.1f} s on"
+          f" {os.cpu_count()} cores):")
+    for name, seconds in sorted(spent.items(), key=lambda item: -item[1]):
+        print(f"    {name:24} {1000 * seconds / max(1, done):6.1f} ms")
 
 
 def main() -> int:
