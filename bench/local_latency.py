@@ -4,8 +4,8 @@
 
 Sequential: `--count` single uploads, one at a time; for each, the time from the start of the upload to
   (a) the upload returning, (b) the instance answering in the DICOM store (QIDO), (c) its row in the table.
-  Hops: upload = fake-gcs-server write; →store = finalize event → Pub/Sub push → adapter → import function
-  → dicomStores.import; →row = notification → Pub/Sub push → export function → dicomStores.export to BigQuery.
+  Hops: upload = fake-gcs-server write; →store = finalize event → Pub/Sub → Eventarc adapter → import function
+  → dicomStores.import; →row = notification → Pub/Sub → adapter → export function (batched) → dicomStores.export.
 Burst: `--burst` uploads from `--threads` threads as fast as they go, then the time until every instance has
   its row: instances/s end to end, and the CPU each component spent per instance (a burst on 2 cores is
   CPU-bound, so that is where its time goes). Targets (issue 5): p50 ≤ 1.5 s, p99 ≤ 3 s, burst ≥ 100 instances/s.
