@@ -25,7 +25,8 @@ class Settings:
     healthcare_api_endpoint: str | None = None
     storage_emulator_host: str | None = None
     project: str | None = None
-    # Notifications arriving within this window share one export operation (0 = one export per message).
+    # Notifications served together share one export operation; a batch stays open at most this long
+    # (it closes sooner once 50 ms pass with no new notification). 0 = one export per message.
     export_batch_window: float = 0.25
     export_batch_max: int = 500
 

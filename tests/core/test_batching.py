@@ -83,3 +83,31 @@ def test_shared_call_runs_once_for_concurrent_callers() -> None:
     assert len(runs) == 1
     # Finished: a later call runs again (a new poll), it does not reuse the old answer.
     assert shared.call("op-1", lambda: "again") == "again"
+
+
+def test_a_lone_call_waits_only_the_quiet_period_and_other_keys_do_not_close_a_batch() -> None:
+    import time
+
+    coalescer: Coalescer[int, int] = Coalescer(lambda key, items: len(items), quiet=0.5)
+    started = time.monotonic()
+    assert coalescer.submit("alone", 1, window=30.0, max_items=10) == (1, 1)
+    assert time.monotonic() - started < 5  # the quiet period, not the 30 s window
+
+    results: dict[str, tuple[int, int]] = {}
+
+    def late_same_key() -> None:
+        time.sleep(0.1)  # within the quiet period: joins
+        results["late"] = coalescer.submit("k", 2, window=30.0, max_items=10)
+
+    def other_key() -> None:
+        time.sleep(0.05)
+        results["other"] = coalescer.submit("other", 3, window=30.0, max_items=10)
+
+    threads = [threading.Thread(target=late_same_key), threading.Thread(target=other_key)]
+    for thread in threads:
+        thread.start()
+    results["first"] = coalescer.submit("k", 1, window=30.0, max_items=10)
+    for thread in threads:
+        thread.join()
+    assert results["first"] == results["late"] == (2, 2)
+    assert results["other"] == (1, 1)
