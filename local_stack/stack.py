@@ -13,8 +13,10 @@ with-block). Readiness is polled, never slept for; a component that fails names 
 
 from __future__ import annotations
 
+import signal
 import sys
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -172,16 +174,28 @@ class LocalStack:
         self.import_function: FunctionServer
         self.export_function: FunctionServer
         self.adapter: EventarcAdapter
+        self._previous_sigterm: Any = None  # the SIGTERM handler to put back on stop()
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
     def start(self) -> Self:
+        self._unwind_on_sigterm()
         try:
             self._start()
         except BaseException:
             self.stop()  # a half-started stack leaves nothing behind either
             raise
         return self
+
+    def _unwind_on_sigterm(self) -> None:
+        """SIGTERM (timeout, a cancelled CI job, kill) unwinds like Ctrl-C, so stop() runs and ends every child.
+
+        By default SIGTERM ends Python at once and the children, each in its own session, would live on.
+        Only from the main thread, and only when nobody else handles SIGTERM (`local_stack up` does).
+        """
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     def _start(self) -> None:
         self.pubsub = self._run(PubSubEmulator())
@@ -213,6 +227,9 @@ class LocalStack:
         self.components.clear()
         if self._tempdir is not None:
             self._tempdir.cleanup()
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -296,6 +313,10 @@ class LocalStack:
         return {**client_env(self.gcs.url, self.pubsub.host, self.healthcare.url, self.names),
                 # the CLI's `query` and `filter build` read the local warehouse from here
                 "HEALTHCARE_EMULATOR_DATA_DIR": str(self.healthcare.data_dir)}
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def client_env(gcs_url: str, pubsub_host: str, healthcare_url: str, names: Names) -> dict[str, str]:

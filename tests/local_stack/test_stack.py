@@ -158,3 +158,28 @@ def test_shutdown_leaves_no_process() -> None:
         # Each component leads its own session; its children (gunicorn's worker, the JVM) are in its group.
         assert _live_members(set(pids.values()))
     assert _live_members(set(pids.values())) == []
+
+
+def test_sigterm_to_the_owner_leaves_no_process(tmp_path) -> None:
+    """A timeout or a cancelled CI job sends SIGTERM: the with-block unwinds and stops every component."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    script = ("import json, time\n"
+              "from local_stack.stack import LocalStack\n"
+              "with LocalStack() as stack:\n"
+              "    print(json.dumps(stack.pids()), flush=True)\n"
+              "    time.sleep(600)\n")
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parents[2])
+    try:
+        pids = json.loads(owner.stdout.readline())  # type: ignore[union-attr]
+        assert _live_members(set(pids.values()))
+        owner.send_signal(signal.SIGTERM)
+        assert owner.wait(60) == 128 + signal.SIGTERM
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+    assert _live_members(set(pids.values())) == []
