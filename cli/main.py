@@ -68,7 +68,7 @@ EXAMPLES_STACK = """examples:
   dicom-pipeline local-stack up          # start in the background; prints endpoints and export lines
   dicom-pipeline local-stack status      # exit 0 when every component answers, 1 otherwise
   dicom-pipeline local-stack down
-  dicom-pipeline local-stack up --run-dir /tmp/stack
+  dicom-pipeline local-stack up --run-dir .stacks/demo   # state and logs there instead of .local-stack
 """
 
 
