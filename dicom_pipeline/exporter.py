@@ -160,9 +160,10 @@ def _start(settings: Settings, store: DicomStoreName, table: BigQueryTableUri, d
     filter_uri = None
     if lines:
         # Named by content: a retried batch of the same instances rewrites the same file.
-        name = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:40]
+        text = "\n".join(lines) + "\n"
+        name = hashlib.sha256(text.encode()).hexdigest()[:40]
         filter_uri = GcsUri(settings.staging_bucket, f"filters/export/{name}.txt")
-        storage.write_text(settings, filter_uri.bucket, filter_uri.name, "\n".join(lines) + "\n")
+        storage.write_text(settings, filter_uri.bucket, filter_uri.name, text)
     return healthcare.export_to_bigquery(settings.healthcare_api_endpoint, store, table, disposition, filter_uri)
 
 

@@ -1,5 +1,5 @@
-"""The whole pipeline offline, through real processes: upload → fake-gcs-server → Pub/Sub push → adapter →
-import function (functions-framework) → Healthcare emulator → notification push → export function → row."""
+"""The whole pipeline offline, through real processes: upload → fake-gcs-server → Pub/Sub → Eventarc adapter →
+import function (functions-framework) → Healthcare emulator → notification → adapter → export function → row."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def stored(stack: LocalStack, study_uid: str) -> int:
 
 
 class Tap:
-    """An extra pull subscription on a topic: records the messages the push subscriptions also get."""
+    """An extra pull subscription on a topic: records the messages the trigger subscriptions also get."""
 
     def __init__(self, stack: LocalStack, topic: str):
         self.base = f"http://{stack.pubsub.host}/v1/projects/{stack.names.project}"
@@ -107,7 +107,7 @@ def test_same_object_twice_and_redelivered_events_give_one_instance_and_one_row(
         for message in notifications:
             path = f"/projects/{stack.names.project}/topics/{NOTIFICATION_TOPIC}"
             assert push(f"{stack.export_function.url}{path}", message) == 200
-    time.sleep(1.0)  # let any stray notification a duplicate import might cause go through the push subscription
+    time.sleep(1.0)  # let any stray notification a duplicate import might cause go through the trigger subscription
     notifications += notification_tap.pull()
 
     assert base64.b64decode(notifications[0]["data"]).decode().endswith(instance.sop_uid)
