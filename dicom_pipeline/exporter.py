@@ -137,7 +137,7 @@ def export_message(settings: Settings, message: PubSubMessage, event_id: str) ->
     claim.update(status="pending", operation=operation.get("name"), table=str(request.table))
     generation = storage.replace_json(settings, settings.staging_bucket, record_name, claim, generation)
     operation = _wait(settings, operation)
-    return _finish(settings, record_name, claim, operation, event_id, instance, batch)
+    return _finish(settings, record_name, claim, generation, operation, event_id, instance, batch)
 
 
 def _start_export(settings: Settings, request: ExportRequest) -> tuple[dict[str, Any], int]:
@@ -182,7 +182,7 @@ def _follow_existing(settings: Settings, record_name: str, event_id: str, instan
     found = storage.read_json(settings, settings.staging_bucket, record_name)
     if found is None:
         raise TransientError("export idempotency record vanished while being read; retry")
-    record, _ = found
+    record, generation = found
     status, name = record.get("status"), record.get("operation")
     if status in ("succeeded", "failed"):
         logs.log(logging.INFO, f"export: redelivered message already handled ({status})", event_id=event_id,
@@ -190,7 +190,7 @@ def _follow_existing(settings: Settings, record_name: str, event_id: str, instan
         return "duplicate"
     if status == "pending" and name:
         operation = healthcare.get_operation(settings.healthcare_api_endpoint, name)
-        return _finish(settings, record_name, record, operation, event_id, instance)
+        return _finish(settings, record_name, record, generation, operation, event_id, instance)
     if time.time() - float(record.get("started", 0)) < STALE_CLAIM_SECONDS:
         # Another delivery holds the claim and has not started its export yet: come back later.
         raise TransientError("export of this message is in progress in another invocation")
@@ -207,8 +207,10 @@ def _take_over(settings: Settings, record_name: str, claim: dict[str, Any]) -> i
     return generation
 
 
-def _finish(settings: Settings, record_name: str, record: dict[str, Any], operation: dict[str, Any],
-            event_id: str, instance: str | None, batch: int | None = None) -> str:
+def _finish(settings: Settings, record_name: str, record: dict[str, Any], generation: int | None,
+            operation: dict[str, Any], event_id: str, instance: str | None, batch: int | None = None) -> str:
+    """Settle the pending record. Only over the generation this invocation saw: when a redelivery and the
+    original both see the operation done, one records the outcome and the other answers "duplicate"."""
     name = operation.get("name")
     if not operation.get("done"):
         logs.log(logging.WARNING, "export: operation still running at the wait bound; recorded as pending",
@@ -220,12 +222,22 @@ def _finish(settings: Settings, record_name: str, record: dict[str, Any], operat
             f"export to BigQuery (one operation for {batch} notifications served together)"
         error = classify_operation_error(operation["error"], what, operation.get("metadata", {}).get("logsUrl"))
         if isinstance(error, PermanentError):
-            storage.replace_json(settings, settings.staging_bucket, record_name, {**record, "status": "failed"})
+            if storage.replace_json(settings, settings.staging_bucket, record_name, {**record, "status": "failed"},
+                                    generation) is None:
+                return _settled_elsewhere(event_id, instance, name)
         else:  # a retry may succeed: release the claim
-            storage.delete(settings, settings.staging_bucket, record_name)
+            storage.delete(settings, settings.staging_bucket, record_name, if_generation_match=generation)
         raise with_operation(error, name)
-    storage.replace_json(settings, settings.staging_bucket, record_name,
-                         {**record, "status": "succeeded", "finished": datetime.now(UTC).isoformat()})
+    if storage.replace_json(settings, settings.staging_bucket, record_name,
+                            {**record, "status": "succeeded", "finished": datetime.now(UTC).isoformat()},
+                            generation) is None:
+        return _settled_elsewhere(event_id, instance, name)
     logs.log(logging.INFO, "export: succeeded", event_id=event_id, instance=instance, operation=name,
              table=record.get("table"), outcome="succeeded", batch=batch)
     return "succeeded"
+
+
+def _settled_elsewhere(event_id: str, instance: str | None, operation: str | None) -> str:
+    logs.log(logging.INFO, "export: another delivery of this message recorded its outcome first", event_id=event_id,
+             instance=instance, operation=operation, outcome="duplicate")
+    return "duplicate"
