@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import shutil
+import tempfile
 from pathlib import Path
 
 from .processes import ManagedServer
@@ -22,8 +25,21 @@ def binary_path() -> Path:
     return candidates[0]
 
 
+def _ram_directory() -> Path | None:
+    """The tmpfs at /dev/shm when it is a writable directory, else None."""
+    shm = Path("/dev/shm")  # noqa: S108 - a private mkdtemp inside it, never a fixed name
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
 class FakeGcsServer(ManagedServer):
-    """fake-gcs-server on 127.0.0.1 with the in-memory backend; `url` goes into STORAGE_EMULATOR_HOST.
+    """fake-gcs-server on 127.0.0.1; `url` goes into STORAGE_EMULATOR_HOST.
+
+    Backend "memory" (the default) suits a few objects. Its cost per request grows with the objects in the
+    bucket: every lookup and create scans the bucket's list (measured 1 ms per create at 1,000 objects,
+    5.5 ms at 6,000; fsouza/fake-gcs-server#2357). Backend "filesystem" looks objects up by file name and
+    costs the same at any size (0.45 ms per create, 0.2 ms per read measured on tmpfs; on a disk, several
+    times more system CPU per create), so it keeps its files in a private directory in RAM when the machine
+    has /dev/shm, removed on stop().
 
     Pass pubsub_topic (and PUBSUB_EMULATOR_HOST in env) to publish object events, as the local stack does.
     """
@@ -31,15 +47,23 @@ class FakeGcsServer(ManagedServer):
     name = "fake-gcs-server"
 
     def __init__(self, port: int = 0, pubsub_project: str | None = None, pubsub_topic: str | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, backend: str = "memory"):
+        if backend not in ("memory", "filesystem"):
+            raise ValueError(f"fake-gcs-server backend must be memory or filesystem, not {backend!r}")
         super().__init__(port)
         self.url = f"http://127.0.0.1:{self.port}"
         self._pubsub = (pubsub_project, pubsub_topic)
         self._env = env or {}
+        self.backend = backend
+        self._root: Path | None = None
 
     def command(self) -> list[str]:
         argv = [str(binary_path()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
-                "-backend", "memory", "-external-url", self.url, "-log-level", "warn"]
+                "-backend", self.backend, "-external-url", self.url, "-log-level", "warn"]
+        if self.backend == "filesystem":
+            if self._root is None:
+                self._root = Path(tempfile.mkdtemp(prefix="fake-gcs-", dir=_ram_directory()))
+            argv += ["-filesystem-root", str(self._root)]
         project, topic = self._pubsub
         if topic:
             argv += ["-event.pubsub-project-id", project or "test-project", "-event.pubsub-topic", topic]
@@ -50,3 +74,9 @@ class FakeGcsServer(ManagedServer):
 
     def ready_url(self) -> str:
         return f"{self.url}/storage/v1/b"
+
+    def stop(self) -> None:
+        super().stop()
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None

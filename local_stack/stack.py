@@ -202,8 +202,10 @@ class LocalStack:
         # fake-gcs-server drops events for a topic that does not exist yet: create it before any upload.
         self._pubsub_put(f"topics/{STORAGE_TOPIC}", {})
         self._pubsub_put(f"topics/{NOTIFICATION_TOPIC}", {})
+        # The filesystem backend: a burst leaves thousands of objects (uploads and the functions' records),
+        # and the memory backend's cost per request grows with them (see FakeGcsServer).
         self.gcs = self._run(_UploadBucketGcs(pubsub_project=self.names.project, pubsub_topic=STORAGE_TOPIC,
-                                           env={"PUBSUB_EMULATOR_HOST": self.pubsub.host}))
+                                              env={"PUBSUB_EMULATOR_HOST": self.pubsub.host}, backend="filesystem"))
         hc_dir = self.data_dir / "healthcare"
         hc_dir.mkdir(parents=True, exist_ok=True)
         self.healthcare = self._run(HealthcareEmulatorProcess(hc_dir, self.gcs.url, self.pubsub.host))
