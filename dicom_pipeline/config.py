@@ -29,6 +29,9 @@ class Settings:
     # (it closes sooner once 50 ms pass with no new notification). 0 = one export per message.
     export_batch_window: float = 0.25
     export_batch_max: int = 500
+    # The same for imports: objects whose events are served together share one import operation.
+    import_batch_window: float = 0.25
+    import_batch_max: int = 100
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +62,8 @@ class Settings:
             raise ConfigError(f"EXPORT_WRITE_DISPOSITION must be one of {', '.join(WRITE_DISPOSITIONS)}")
         window = _number(env, "EXPORT_BATCH_WINDOW_SECONDS", "0.25", 0, 60)
         batch_max = int(_number(env, "EXPORT_BATCH_MAX_INSTANCES", "500", 1, 100_000))
+        import_window = _number(env, "IMPORT_BATCH_WINDOW_SECONDS", "0.25", 0, 60)
+        import_max = int(_number(env, "IMPORT_BATCH_MAX_OBJECTS", "100", 1, 10_000))
         endpoint = env.get("HEALTHCARE_API_ENDPOINT", "").strip().rstrip("/") or None
         if endpoint is not None and not endpoint.startswith(("http://", "https://")):
             raise ConfigError("HEALTHCARE_API_ENDPOINT must be an http:// or https:// URL")
@@ -67,7 +72,7 @@ class Settings:
             import_storage_class=storage_class, operation_wait_seconds=wait, write_disposition=disposition,
             healthcare_api_endpoint=endpoint, storage_emulator_host=env.get("STORAGE_EMULATOR_HOST") or None,
             project=env.get("GOOGLE_CLOUD_PROJECT") or dicom_store.project, export_batch_window=window,
-            export_batch_max=batch_max,
+            export_batch_max=batch_max, import_batch_window=import_window, import_batch_max=import_max,
         )
 
 

@@ -1,17 +1,31 @@
-"""Import one finalized Cloud Storage object into the DICOM store."""
+"""Import one finalized Cloud Storage object into the DICOM store.
+
+Objects whose events are served together (a burst: gen2 serves many requests per instance) share one import
+operation: each is copied, at the generation its event names, under a prefix private to the batch, and one
+`dicomStores.import` of `gs://STAGING_BUCKET/staging/import/batch-<hash>/*` reads exactly those copies. One
+operation and one poller per burst instead of one per object keeps a large upload inside the API's operation
+quota and costs far less. If a batch's operation fails, each object is imported again on its own, so its
+outcome (and dead-letter reason) is its own: an instance the batch already stored is identical and ignored by
+the store, with no second notification.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from . import healthcare, logs, storage
+from .batching import Coalescer, SharedCall
 from .config import Settings
 from .errors import PermanentError, classify_operation_error
 from .events import StorageObject
 from .names import GcsUri
 from .policy import now, with_operation
+
+_COPY_THREADS = 8  # a batch's copies run in parallel: server-side copies, each a short request
 
 
 def skip_reason(obj: StorageObject, settings: Settings) -> str | None:
@@ -47,7 +61,8 @@ def import_object(settings: Settings, obj: StorageObject, event_id: str) -> str:
         if record.get("status") == "pending" and record.get("operation"):
             # Never re-import blindly: follow the operation that is already running.
             operation = healthcare.get_operation(settings.healthcare_api_endpoint, record["operation"])
-            return _finish(settings, obj, event_id, record_name, operation)
+            return _finish(settings, obj, event_id, record_name, operation, int(record.get("batch") or 1),
+                           key)
 
     marker = storage.read_preamble_marker(settings, obj.bucket, obj.name, obj.generation)
     if marker is None:
@@ -57,23 +72,88 @@ def import_object(settings: Settings, obj: StorageObject, event_id: str) -> str:
     if marker != b"DICM":
         raise PermanentError(f"not a DICOM Part-10 file: no DICM marker at byte 128 of {obj.path}")
 
+    if settings.import_batch_window <= 0:
+        operation, batch = _import_alone(settings, obj, key), 1
+    else:
+        (operation, left_out), batch = _batches.submit(
+            (settings, settings.dicom_store, settings.import_storage_class), _Item(obj, key),
+            settings.import_batch_window, settings.import_batch_max)
+        if operation is None or key in left_out:  # its copy failed: on its own, it gets its own outcome
+            operation, batch = _import_alone(settings, obj, key), 1
+    return _finish(settings, obj, event_id, record_name, _wait(settings, operation), batch, key)
+
+
+@dataclass(frozen=True)
+class _Item:
+    obj: StorageObject
+    key: str  # hash of bucket/name#generation: names the copy and the outcome record
+
+
+def _import_alone(settings: Settings, obj: StorageObject, key: str) -> dict[str, Any]:
+    """Start the import of exactly this object."""
     source = GcsUri(obj.bucket, obj.name)
     if source.has_wildcard:
         # The import reads *, ? and [ as a pattern; a copy under a safe name imports this object and no other.
         staged = GcsUri(settings.staging_bucket, f"staging/import/{key}.dcm")
         storage.copy(settings, obj.bucket, obj.name, obj.generation, staged.bucket, staged.name)
         source = staged
-    operation = healthcare.import_dicom(settings.healthcare_api_endpoint, settings.dicom_store, source,
-                                        settings.import_storage_class)
-    operation = healthcare.wait(settings.healthcare_api_endpoint, operation, settings.operation_wait_seconds)
-    return _finish(settings, obj, event_id, record_name, operation)
+    return healthcare.import_dicom(settings.healthcare_api_endpoint, settings.dicom_store, source,
+                                   settings.import_storage_class)
+
+
+def _import_batch(batch_key: Any, items: list[_Item]) -> tuple[dict[str, Any] | None, set[str]]:
+    """Start one import of exactly these objects: the operation (None if nothing was copied) and the keys of
+    the objects left out because their copy failed (e.g. the generation was overwritten since the event)."""
+    settings, store, storage_class = batch_key
+    unique = list({item.key: item for item in items}.values())  # a redelivery served with its original
+    if len(unique) == 1:
+        return _import_alone(settings, unique[0].obj, unique[0].key), set()
+    # Named by content: a retried batch of the same objects writes the same copies.
+    digest = hashlib.sha256("\n".join(sorted(item.key for item in unique)).encode()).hexdigest()[:40]
+    prefix = f"staging/import/batch-{digest}/"
+
+    def copy(item: _Item) -> str | None:
+        try:
+            storage.copy(settings, item.obj.bucket, item.obj.name, item.obj.generation, settings.staging_bucket,
+                         f"{prefix}{item.key}.dcm")
+        except Exception:  # that object goes alone and meets its error there
+            return item.key
+        return None
+
+    with ThreadPoolExecutor(min(_COPY_THREADS, len(unique)), thread_name_prefix="import-copy") as pool:
+        left_out = {key for key in pool.map(copy, unique) if key is not None}
+    if len(left_out) == len(unique):
+        return None, left_out
+    # `*` stops at `/`: the pattern matches this batch's copies and nothing else.
+    operation = healthcare.import_dicom(settings.healthcare_api_endpoint, store,
+                                        GcsUri(settings.staging_bucket, f"{prefix}*"), storage_class)
+    return operation, left_out
+
+
+def _wait(settings: Settings, operation: dict[str, Any]) -> dict[str, Any]:
+    """Every object of a batch waits for the same operation: one poller, not one per object."""
+    endpoint = settings.healthcare_api_endpoint
+    return _polls.call((endpoint, operation.get("name")),
+                       lambda: healthcare.wait(endpoint, operation, settings.operation_wait_seconds))
+
+
+_batches: Coalescer[_Item, tuple[dict[str, Any] | None, set[str]]] = Coalescer(_import_batch)
+_polls: SharedCall[dict[str, Any]] = SharedCall()
 
 
 def _finish(settings: Settings, obj: StorageObject, event_id: str, record_name: str,
-            operation: dict[str, Any]) -> str:
+            operation: dict[str, Any], batch: int, key: str) -> str:
+    if batch > 1 and operation.get("done") and "error" in operation:
+        # Which of the batch's files failed is only in the operation's log: this object's own import says
+        # whether it is one of them (a file the batch stored is identical now, and ignored).
+        logs.log(logging.INFO, f"import: the operation shared by {batch} objects failed; importing this one alone",
+                 event_id=event_id, object=obj.path, operation=operation.get("name"))
+        operation, batch = _wait(settings, _import_alone(settings, obj, key)), 1
     name = operation.get("name")
     record: dict[str, Any] = {"object": obj.path, "generation": obj.generation, "operation": name,
                               "event_id": event_id, "time": now()}
+    if batch > 1:
+        record["batch"] = batch
     if not operation.get("done"):
         record["status"] = "pending"
         storage.replace_json(settings, settings.staging_bucket, record_name, record)

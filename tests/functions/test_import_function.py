@@ -213,3 +213,85 @@ def test_legacy_background_event_is_converted_by_functions_framework(pipeline, i
 
     assert response.status_code == 200
     assert instance_count(pipeline.store) == 1
+
+
+def _records(pipeline) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+    import json
+
+    return [json.loads(b.download_as_bytes()) for b in pipeline.staging.list_blobs(prefix="outcomes/import/")]
+
+
+def _all_at_once(events):  # type: ignore[no-untyped-def]
+    import threading
+
+    start = threading.Barrier(len(events))
+
+    def deliver(event):  # type: ignore[no-untyped-def]
+        start.wait()  # together, as gen2 serves a burst of events concurrently
+        return import_dicom_object(event)
+
+    with ThreadPoolExecutor(len(events)) as pool:
+        return list(pool.map(deliver, events))
+
+
+def test_a_burst_of_uploads_shares_import_operations(pipeline, instance_count) -> None:
+    events = [pipeline.upload(f"burst/{i}.dcm", synthetic_instance().data) for i in range(12)]
+    events.append(events[0])  # a redelivery served with its original is imported once
+
+    outcomes = _all_at_once(events)
+
+    assert set(outcomes) <= {"succeeded", "already-imported"} and outcomes.count("succeeded") >= 12
+    assert instance_count(pipeline.store) == 12
+    records = _records(pipeline)
+    assert len(records) == 12 and {r["status"] for r in records} == {"succeeded"}
+    # Arriving within the batch window, the twelve share far fewer operations than one each ...
+    assert len({r["operation"] for r in records}) < 12 // 2
+    # ... each reading copies of exactly its batch's objects, pinned to the event's generation.
+    copies = [b.name for b in pipeline.staging.list_blobs(prefix="staging/import/batch-")]
+    assert len(copies) == 12
+
+
+def test_a_failed_batch_gives_each_object_its_own_outcome(pipeline, instance_count) -> None:
+    first = synthetic_instance()
+    assert import_dicom_object(pipeline.upload("first.dcm", first.data)) == "succeeded"
+    # Same UIDs, different bytes: a conflict, which fails the whole batch it is imported in.
+    clash = synthetic_instance(first.study_uid, first.series_uid, first.sop_uid, rows=32, columns=32)
+    events = [pipeline.upload("clash.dcm", clash.data)]
+    events += [pipeline.upload(f"good/{i}.dcm", synthetic_instance().data) for i in range(5)]
+
+    outcomes = _all_at_once(events)
+
+    assert outcomes == [None] + ["succeeded"] * 5
+    (letter,) = pipeline.dead_letters("import")
+    assert letter["object"].endswith("/clash.dcm") and letter["operation"]
+    assert instance_count(pipeline.store) == 6
+    # Each outcome names the operation that decided it: the clash's and the good files' own imports.
+    assert all(r.get("batch") is None for r in _records(pipeline))
+
+
+def test_an_object_whose_copy_fails_is_left_out_of_its_batch(pipeline, instance_count) -> None:
+    from dicom_pipeline import importer
+    from dicom_pipeline.config import Settings
+    from dicom_pipeline.events import storage_object
+
+    good = [pipeline.upload(f"ok/{i}.dcm", synthetic_instance().data) for i in range(2)]
+    gone = pipeline.upload("gone.dcm", synthetic_instance().data)
+    pipeline.source.blob("gone.dcm").upload_from_string(synthetic_instance().data)  # a newer generation
+    settings = Settings.from_env()
+    items = [importer._Item(storage_object(e.data), f"key{i}") for i, e in enumerate([*good, gone])]
+
+    operation, left_out = importer._import_batch((settings, settings.dicom_store, None), items)
+
+    assert left_out == {"key2"}
+    assert importer._wait(settings, operation).get("done") and instance_count(pipeline.store) == 2
+
+
+def test_import_batching_off_gives_one_operation_per_object(pipeline, instance_count, monkeypatch) -> None:
+    monkeypatch.setenv("IMPORT_BATCH_WINDOW_SECONDS", "0")
+    events = [pipeline.upload(f"alone/{i}.dcm", synthetic_instance().data) for i in range(4)]
+
+    assert _all_at_once(events) == ["succeeded"] * 4
+
+    assert len({r["operation"] for r in _records(pipeline)}) == 4
+    assert list(pipeline.staging.list_blobs(prefix="staging/import/")) == []
+    assert instance_count(pipeline.store) == 4
