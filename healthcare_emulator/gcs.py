@@ -127,6 +127,21 @@ class GcsReader:
             return self._read_from_emulator(bucket, name)
         return self._client().bucket(bucket).blob(name).download_as_bytes(checksum=None)
 
+    def read_exact_from_emulator(self, bucket: str, name: str) -> bytes | None:
+        """One exact object's bytes from the storage emulator, or None when it (or its bucket) does not exist.
+
+        One GET of the media answers both questions an import of one object asks (is it there, what are
+        its bytes); the metadata GET that list_matching makes first was a third of such an import's
+        requests. Other errors raise, as list_matching's would. Real Cloud Storage keeps the client's steps.
+        """
+        from google.api_core import exceptions
+
+        assert self._emulator_host, "only for a storage emulator"
+        try:
+            return self._read_from_emulator(bucket, name)
+        except exceptions.NotFound:
+            return None
+
     def _exact_from_emulator(self, bucket: str, name: str) -> list[SourceObject]:
         """An import of one exact object: its metadata with one plain GET (see _read_from_emulator)."""
         from google.api_core import exceptions

@@ -27,7 +27,7 @@ from .errors import InvalidArgument, NotFound
 from .gcs import GcsReader, ObjectPattern
 from .import_workers import POOL_WORKERS, WorkerPool, Workers, stage_in_worker
 from .operations import OperationContext, now_rfc3339
-from .staging import Job, Outcome, discard, discard_jobs, stage_object
+from .staging import Job, Outcome, discard, discard_jobs, stage_data, stage_object
 from .storage import CONFLICT, STORED, StagedInstance, Storage
 
 logger = logging.getLogger(__name__)
@@ -98,11 +98,15 @@ class Ingest:
         """The body of a dicomStores.import operation."""
 
         def run(context: OperationContext) -> None:
-            objects = self._reader.list_matching(pattern)
-            if not objects:
-                raise NotFound(f"no Cloud Storage objects match {pattern.uri}")
-            context.add(pending=len(objects))
-            outcomes = self._stage_all(pattern.bucket, [o.name for o in objects], storage_class, context)
+            if pattern.regex is None and self._reader.emulator_host:
+                count, outcomes = 1, self._stage_exact(pattern, storage_class, context)
+            else:
+                objects = self._reader.list_matching(pattern)
+                if not objects:
+                    raise NotFound(f"no Cloud Storage objects match {pattern.uri}")
+                context.add(pending=len(objects))
+                count = len(objects)
+                outcomes = self._stage_all(pattern.bucket, [o.name for o in objects], storage_class, context)
             batch: list[tuple[str, StagedInstance]] = []
             try:
                 for name, staged in outcomes:
@@ -125,11 +129,30 @@ class Ingest:
             failures = context.counters["failure"]
             if failures:
                 raise InvalidArgument(
-                    f"{failures} of {len(objects)} files failed to import; each file's reason is in the"
+                    f"{failures} of {count} files failed to import; each file's reason is in the"
                     " operation log at metadata.logsUrl"
                 )
 
         return run
+
+    def _stage_exact(self, pattern: ObjectPattern, storage_class: str,
+                     context: OperationContext) -> Generator[Outcome, None, None]:
+        """The one object an exact URI names, from a storage emulator: one read, staged in this thread.
+
+        The pipeline imports one object per upload; a thread pool and a metadata request for it cost
+        more than the object's own work. Outcomes and errors are those of list_matching + _stage_all.
+        """
+        data = self._reader.read_exact_from_emulator(pattern.bucket, pattern.prefix)
+        if data is None:
+            raise NotFound(f"no Cloud Storage objects match {pattern.uri}")
+        context.add(pending=1)
+        name, path = pattern.prefix, self._storage.staging_file()
+        try:
+            outcome = stage_data(name, data, path, storage_class)
+        except BaseException:  # e.g. the staging file could not be written: the import fails, as in _stage_all
+            discard_jobs([(name, path)])
+            raise
+        return (item for item in [outcome])
 
     def _stage_all(self, bucket: str, names: list[str], storage_class: str,
                    context: OperationContext) -> Generator[Outcome, None, None]:

@@ -29,7 +29,8 @@ _SAVE_INTERVAL = 0.5  # seconds between snapshots of a running operation on disk
 
 
 def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat rather than strftime: same text ("2026-01-02T03:04:05.000006Z"), a third less CPU.
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class Cancelled(ApiError):
@@ -45,6 +46,7 @@ class OperationContext:
         self._lock = threading.Lock()
         self.counters = dict.fromkeys(_COUNTER_FIELDS, 0)
         self.cancel_requested = False
+        self.saved_at: float | None = None  # monotonic time of the last save while running; None: not started
 
     def add(self, **deltas: int) -> None:
         with self._lock:
@@ -77,9 +79,16 @@ class OperationEngine:
         self._public_url = public_url
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="operation")
         self._running: dict[str, tuple[dict[str, Any], OperationContext]] = {}
+        self._datasets: dict[str, str] = {}  # running operation name -> its dataset, for the saver
         self._lock = threading.Lock()
+        # Held while a running snapshot or the final state is saved, so a snapshot never overwrites the final.
+        self._save_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._abandon_unfinished()
+        # One saver for every running operation: a thread per operation was a tenth of a small import's CPU.
+        self._stop_saving = threading.Event()
+        self._saver = threading.Thread(target=self._save_periodically, name="operation-saver", daemon=True)
+        self._saver.start()
 
     def _new_id(self) -> str:
         # Opaque numeric ids like the real API's; time-based so they sort and survive restarts.
@@ -121,6 +130,7 @@ class OperationEngine:
         self._storage.save_operation(name, str(dataset), initial)
         with self._lock:
             self._running[name] = (op, context)
+            self._datasets[name] = str(dataset)
         self._executor.submit(self._run, op, context, job, str(dataset), response_type)
         return initial
 
@@ -141,10 +151,7 @@ class OperationEngine:
 
     def _run(self, op: dict[str, Any], context: OperationContext, job: Job, dataset: str,
              response_type: str) -> None:
-        stop_saving = threading.Event()
-        saver = threading.Thread(target=self._save_periodically, args=(op, context, dataset, stop_saving),
-                                 daemon=True)
-        saver.start()
+        context.saved_at = time.monotonic()  # the saver snapshots it from _SAVE_INTERVAL on
         outcome: dict[str, Any]
         try:
             outcome = {"response": {"@type": response_type, **(job(context) or {})}}
@@ -153,26 +160,36 @@ class OperationEngine:
         except Exception as exc:  # a bug in the emulator must still end the operation
             logger.exception("operation %s crashed", op["name"])
             outcome = {"error": Internal(f"internal emulator error: {type(exc).__name__}: {exc}").rpc_status()}
-        stop_saving.set()
-        saver.join()
-        with self._lock:
-            op["metadata"]["endTime"] = now_rfc3339()
-            op["done"] = True
-            op.update(outcome)
-        final = self._render(op, context)
-        # Saved before it leaves the running table, so a reader never finds it in neither place.
-        self._storage.save_operation(op["name"], dataset, final)
+        with self._save_lock:
+            with self._lock:
+                op["metadata"]["endTime"] = now_rfc3339()
+                op["done"] = True
+                op.update(outcome)
+            final = self._render(op, context)
+            # Saved before it leaves the running table, so a reader never finds it in neither place.
+            self._storage.save_operation(op["name"], dataset, final)
         with self._lock:
             self._running.pop(op["name"], None)
+            self._datasets.pop(op["name"], None)
 
-    def _save_periodically(self, op: dict[str, Any], context: OperationContext, dataset: str,
-                           stop: threading.Event) -> None:
-        while not stop.wait(_SAVE_INTERVAL):
-            self._storage.save_operation(op["name"], dataset, self._render(op, context))
+    def _save_periodically(self) -> None:
+        """Every _SAVE_INTERVAL, save each operation whose job has run that long since its last save."""
+        while not self._stop_saving.wait(_SAVE_INTERVAL / 5):
+            now = time.monotonic()
+            with self._lock:
+                due = [(name, op, context, self._datasets[name]) for name, (op, context) in self._running.items()
+                       if context.saved_at is not None and now - context.saved_at >= _SAVE_INTERVAL]
+            for name, op, context, dataset in due:
+                with self._save_lock:
+                    if op.get("done"):
+                        continue  # _run saved its final state
+                    self._storage.save_operation(name, dataset, self._render(op, context))
+                    context.saved_at = time.monotonic()
 
     def _render(self, op: dict[str, Any], context: OperationContext) -> dict[str, Any]:
         with self._lock:
-            rendered = json.loads(json.dumps(op))
+            # Copies of the levels that change later; response and error are never changed once set.
+            rendered = {**op, "metadata": dict(op["metadata"])}
         counter = {k: str(v) for k, v in context.snapshot().items() if v}
         if counter:
             rendered["metadata"]["counter"] = counter
@@ -216,3 +233,5 @@ class OperationEngine:
             for _, context in self._running.values():
                 context.cancel_requested = True
         self._executor.shutdown(wait=True, cancel_futures=False)
+        self._stop_saving.set()
+        self._saver.join()

@@ -28,7 +28,16 @@ def stage_object(reader: GcsReader, bucket: str, name: str, staging_path: str, s
     try:
         data = reader.read(bucket, name)
     except Exception as exc:  # the object may vanish or the read may fail; that file fails alone
-        return name, f"could not read the object: {type(exc).__name__}: {exc}"
+        return name, read_failure(exc)
+    return stage_data(name, data, staging_path, storage_class)
+
+
+def read_failure(exc: BaseException) -> str:
+    return f"could not read the object: {type(exc).__name__}: {exc}"
+
+
+def stage_data(name: str, data: bytes, staging_path: str, storage_class: str) -> Outcome:
+    """Validate and parse an object already read, then write its bytes to `staging_path` (see stage_object)."""
     if not data:
         return name, "not a DICOM file: the object is empty"
     try:
