@@ -67,3 +67,28 @@ def test_the_file_is_readable_by_another_connection_between_bursts(tmp_path):
     assert len(table_rows(tmp_path)) == 20
     write_rows(tmp_path, REF, FIELDS, [row(20)])
     assert len(table_rows(tmp_path)) == 21
+
+
+def test_large_and_small_writes_in_one_burst_land_whole(tmp_path):
+    # A write of _PARALLEL_ROWS or more runs with DuckDB's thread pool, the small ones queued with it on
+    # the same connection run in one thread: all of them land, each once.
+    from healthcare_emulator.warehouse import _PARALLEL_ROWS
+
+    big = [row(n) for n in range(_PARALLEL_ROWS + 200)]
+    small = [[row(n)] for n in range(len(big), len(big) + 20)]
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(write_rows, tmp_path, REF, FIELDS, lines) for lines in [*small[:10], big, *small[10:]]]
+        assert sorted(f.result().rows_written for f in futures) == [1] * 20 + [len(big)]
+    assert table_rows(tmp_path) == [(f"1.2.{n}", n) for n in range(len(big) + 20)]
+
+
+def test_a_missing_table_is_created_and_extended_in_later_writes(tmp_path):
+    write_rows(tmp_path, REF, FIELDS, [row(1)])
+    wider = [*FIELDS, Field("Extra", STRING)]
+    result = write_rows(tmp_path, REF, wider, [json.dumps({"SOPInstanceUID": "1.2.2", "Rows": 2, "Extra": "x"})])
+    assert (result.rows_before, result.added_columns) == (1, ["Extra"])
+    con = connect_read_only(tmp_path)
+    try:
+        assert con.execute("SELECT Rows, Extra FROM p.ds.t ORDER BY Rows").fetchall() == [(1, None), (2, "x")]
+    finally:
+        con.close()
