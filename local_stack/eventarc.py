@@ -28,6 +28,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -119,6 +120,8 @@ class Delivery:
         self.stopping = threading.Event()
         self.acks: list[str] = []  # acknowledged together: one request per ~20 ms instead of one per message
         self.acks_ready = threading.Condition()
+        # Requests to the emulator and messages through them, served at GET /stats (bench/eventarc_delivery.py).
+        self.counts: Counter[str] = Counter()
 
     def run(self) -> None:
         self.topic = self.session.get(self.base, timeout=30).json().get("topic", "")
@@ -142,7 +145,9 @@ class Delivery:
         # The emulator holds an empty pull open until a message arrives: no polling loop.
         response = self.session.post(f"{self.base}:pull", json={"maxMessages": count}, timeout=120)
         response.raise_for_status()
-        return list(response.json().get("receivedMessages", []))
+        received = list(response.json().get("receivedMessages", []))
+        self.counts.update(pulls=1, pulled=len(received))
+        return received
 
     def _deliver(self, item: dict[str, Any]) -> None:
         try:
@@ -175,6 +180,7 @@ class Delivery:
             attempt = self.attempts[message_id] = self.attempts.get(message_id, 0) + 1
             backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (attempt - 1))
             # Back to Pub/Sub, redelivered once the new deadline passes.
+            self.counts.update(modify_ack_deadlines=1)
             self.session.post(f"{self.base}:modifyAckDeadline",
                               json={"ackIds": [ack_id], "ackDeadlineSeconds": max(1, round(backoff))}, timeout=30)
         except requests.RequestException as exc:
@@ -188,6 +194,7 @@ class Delivery:
             time.sleep(0.02)  # let the acks of a burst gather
             with self.acks_ready:
                 ack_ids, self.acks = self.acks, []
+            self.counts.update(acknowledges=1, acknowledged=len(ack_ids))
             try:
                 self.session.post(f"{self.base}:acknowledge", json={"ackIds": ack_ids}, timeout=30)
             except requests.RequestException as exc:  # unacknowledged: redelivered, and the functions are idempotent
@@ -212,6 +219,14 @@ class _Handler(BaseHTTPRequestHandler):
     server: _AdapterServer
 
     def do_GET(self) -> None:
+        if self.path == "/stats":  # per subscription: pull/acknowledge requests and the messages through them
+            body = json.dumps({d.trigger.subscription: dict(d.counts) for d in self.server.deliveries}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         self._answer(200)
 
     def do_POST(self) -> None:
@@ -245,6 +260,7 @@ class _AdapterServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.storage_target = storage_target
         self.session = requests.Session()
+        self.deliveries: list[Delivery] = []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,8 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     storage = next((t.target for t in args.trigger if t.kind == "storage"), None)
     server = _AdapterServer(("127.0.0.1", args.port), storage)
     for trigger in args.trigger:
-        threading.Thread(target=Delivery(args.pubsub_host, trigger, args.concurrency).run, daemon=True,
-                         name=f"trigger {trigger.subscription}").start()
+        delivery = Delivery(args.pubsub_host, trigger, args.concurrency)
+        server.deliveries.append(delivery)
+        threading.Thread(target=delivery.run, daemon=True, name=f"trigger {trigger.subscription}").start()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
         server.serve_forever()
