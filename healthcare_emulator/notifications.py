@@ -61,12 +61,18 @@ class Notifier:
         self._channel: Any = None
         self._publish: Any = None  # the Publish method on the channel
         self._lock = threading.Lock()
+        self._types: Any = None  # what each publish needs from grpc and the Pub/Sub types, imported once
 
     def _publisher(self) -> Any:
         with self._lock:
             if self._publish is None:
                 import grpc
-                from google.pubsub_v1.types import PublishResponse
+                from google.api_core import exceptions
+                from google.pubsub_v1.types import PublishRequest, PublishResponse, PubsubMessage
+
+                # Imported here, not per call: a function-level import costs a lookup each time.
+                self._types = _Types(grpc.RpcError, exceptions.from_grpc_error, PublishRequest.pb(),
+                                     PubsubMessage.pb())
 
                 if self._emulator_host:
                     self._channel = grpc.insecure_channel(self._emulator_host.removeprefix("http://"))
@@ -81,17 +87,15 @@ class Notifier:
 
     def _send(self, topic: str, messages: list[Any]) -> None:
         """One Publish request; errors are google.api_core exceptions, as the generated client raises."""
-        import grpc
-        from google.api_core import exceptions
-        from google.pubsub_v1.types import PublishRequest
-
-        publish, request = self._publisher(), PublishRequest.pb()(topic=topic, messages=messages)
+        publish = self._publisher()
+        types = self._types
+        request = types.request(topic=topic, messages=messages)
 
         def attempt() -> None:
             try:
                 publish(request, timeout=_PUBLISH_TIMEOUT)
-            except grpc.RpcError as exc:
-                raise exceptions.from_grpc_error(exc) from exc
+            except types.rpc_error as exc:
+                raise types.from_grpc_error(exc) from exc
 
         _retry()(attempt)()
 
@@ -109,9 +113,8 @@ class Notifier:
         now = datetime.now(UTC)
         last_updated = format_datetime(now, usegmt=True)  # RFC 1123, as the docs describe
         version = str(int(now.timestamp() * 1_000_000))
-        from google.pubsub_v1.types import PubsubMessage
-
-        message_type = PubsubMessage.pb()
+        self._publisher()
+        message_type = self._types.message
         for topic, with_attributes in targets:
             messages = [message_type(data=instance.resource_name(store["name"]).encode(),
                                      attributes=_attributes(store["name"], instance, action, last_updated, version)
@@ -130,6 +133,14 @@ class Notifier:
             if self._channel is not None:
                 self._channel.close()
                 self._channel = self._publish = None
+
+
+@dataclass(frozen=True)
+class _Types:
+    rpc_error: type[Exception]
+    from_grpc_error: Callable[[Exception], Exception]
+    request: Any  # PublishRequest's protobuf class
+    message: Any  # PubsubMessage's protobuf class
 
 
 def _serialize(request: Any) -> bytes:

@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ CREATE TABLE IF NOT EXISTS operations (
 """
 
 STORED, DUPLICATE, CONFLICT = "stored", "duplicate", "conflict"
+_DONE_OPERATIONS_KEPT = 10_000  # finished operations answered from memory (clients poll the recent ones)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,16 @@ class Storage:
         self._db_path = str(self.data_dir / "index.sqlite3")
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        # Bodies this process read or wrote, as JSON text (each get parses its own copy). Every request names a
+        # dataset and store and every poll an operation: reading them from SQLite (a read transaction, pages
+        # re-read after each write by another thread's connection) cost more than the rest of a poll. The
+        # index has one writer, this process, so only its own writes change them: those clear the entries
+        # they touch and bump _generation, so a read that raced with a change does not fill the cache.
+        self._cache_lock = threading.Lock()
+        self._generation = 0
+        self._dataset_cache: dict[str, str] = {}
+        self._store_cache: dict[str, tuple[int, str]] = {}
+        self._done_operations: OrderedDict[str, str] = OrderedDict()
         with self._write_lock:
             self._db().executescript(_SCHEMA)
         self._sweep()
@@ -147,11 +159,24 @@ class Storage:
                 if (store_dir.name, blob.name) not in known:
                     blob.unlink(missing_ok=True)
 
+    def _forget(self) -> None:
+        """After a change to datasets, stores or operations other than saving one: drop the cached bodies."""
+        with self._cache_lock:
+            self._generation += 1
+            self._dataset_cache.clear()
+            self._store_cache.clear()
+            self._done_operations.clear()
+
+    def _cache_generation(self) -> int:
+        with self._cache_lock:
+            return self._generation
+
     def reset(self) -> None:
         """Forget everything (emulator-only control)."""
         with self._write() as db:
             for table in ("datasets", "dicom_stores", "instances", "operations"):
                 db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+        self._forget()
         for directory in (self.blob_dir, self.log_dir):
             shutil.rmtree(directory, ignore_errors=True)
             directory.mkdir(parents=True, exist_ok=True)
@@ -163,16 +188,25 @@ class Storage:
             if db.execute("SELECT 1 FROM datasets WHERE name = ?", (name,)).fetchone():
                 raise AlreadyExists(f"dataset {name} already exists")
             db.execute("INSERT INTO datasets VALUES (?, ?, ?)", (name, parent, json.dumps(body)))
+        self._forget()
 
     def get_dataset(self, name: str) -> dict[str, Any]:
-        row = self._db().execute("SELECT body FROM datasets WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise NotFound(f"dataset {name} not found")
-        return json.loads(row[0])
+        with self._cache_lock:
+            text, generation = self._dataset_cache.get(name), self._generation
+        if text is None:
+            row = self._db().execute("SELECT body FROM datasets WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"dataset {name} not found")
+            text = row[0]
+            with self._cache_lock:
+                if generation == self._generation:
+                    self._dataset_cache[name] = text
+        return json.loads(text)
 
     def put_dataset(self, name: str, body: dict[str, Any]) -> None:
         with self._write() as db:
             db.execute("UPDATE datasets SET body = ? WHERE name = ?", (json.dumps(body), name))
+        self._forget()
 
     def list_datasets(self, parent: str) -> list[dict[str, Any]]:
         rows = self._db().execute("SELECT body FROM datasets WHERE parent = ? ORDER BY name", (parent,))
@@ -189,6 +223,7 @@ class Storage:
                 db.execute("DELETE FROM instances WHERE store_id = ?", (store_id,))
             db.execute("DELETE FROM dicom_stores WHERE dataset = ?", (name,))
             db.execute("DELETE FROM operations WHERE dataset = ?", (name,))
+        self._forget()
         for store_id in store_ids:
             shutil.rmtree(self.blob_dir / str(store_id), ignore_errors=True)
 
@@ -200,17 +235,26 @@ class Storage:
                 raise AlreadyExists(f"DICOM store {name} already exists")
             db.execute("INSERT INTO dicom_stores (name, dataset, body) VALUES (?, ?, ?)",
                        (name, dataset, json.dumps(body)))
+        self._forget()
 
     def get_store(self, name: str) -> tuple[int, dict[str, Any]]:
         """Return (internal store id, DicomStore body)."""
-        row = self._db().execute("SELECT id, body FROM dicom_stores WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise NotFound(f"DICOM store {name} not found")
-        return row[0], json.loads(row[1])
+        with self._cache_lock:
+            cached, generation = self._store_cache.get(name), self._generation
+        if cached is None:
+            row = self._db().execute("SELECT id, body FROM dicom_stores WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"DICOM store {name} not found")
+            cached = (row[0], row[1])
+            with self._cache_lock:
+                if generation == self._generation:
+                    self._store_cache[name] = cached
+        return cached[0], json.loads(cached[1])
 
     def put_store(self, name: str, body: dict[str, Any]) -> None:
         with self._write() as db:
             db.execute("UPDATE dicom_stores SET body = ? WHERE name = ?", (json.dumps(body), name))
+        self._forget()
 
     def list_stores(self, dataset: str) -> list[dict[str, Any]]:
         rows = self._db().execute("SELECT body FROM dicom_stores WHERE dataset = ? ORDER BY name", (dataset,))
@@ -221,6 +265,7 @@ class Storage:
         with self._write() as db:
             db.execute("DELETE FROM instances WHERE store_id = ?", (store_id,))
             db.execute("DELETE FROM dicom_stores WHERE id = ?", (store_id,))
+        self._forget()
         shutil.rmtree(self.blob_dir / str(store_id), ignore_errors=True)
 
     # --- instances -----------------------------------------------------------------------------
@@ -318,15 +363,26 @@ class Storage:
     # --- operations ----------------------------------------------------------------------------
 
     def save_operation(self, name: str, dataset: str, body: dict[str, Any]) -> None:
+        text, done = json.dumps(body), bool(body.get("done"))
+        generation = self._cache_generation()
         with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO operations VALUES (?, ?, ?, ?)",
-                       (name, dataset, json.dumps(body), 1 if body.get("done") else 0))
+            db.execute("INSERT OR REPLACE INTO operations VALUES (?, ?, ?, ?)", (name, dataset, text, int(done)))
+        with self._cache_lock:
+            self._done_operations.pop(name, None)
+            if done and generation == self._generation:  # a finished operation never changes again
+                self._done_operations[name] = text
+                if len(self._done_operations) > _DONE_OPERATIONS_KEPT:
+                    self._done_operations.popitem(last=False)
 
     def get_operation(self, name: str) -> dict[str, Any]:
-        row = self._db().execute("SELECT body FROM operations WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise NotFound(f"operation {name} not found")
-        return json.loads(row[0])
+        with self._cache_lock:
+            text = self._done_operations.get(name)
+        if text is None:
+            row = self._db().execute("SELECT body FROM operations WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"operation {name} not found")
+            text = row[0]
+        return json.loads(text)
 
     def list_operations(self, dataset: str) -> list[dict[str, Any]]:
         rows = self._db().execute("SELECT body FROM operations WHERE dataset = ? ORDER BY name DESC", (dataset,))
