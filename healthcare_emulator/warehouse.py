@@ -379,8 +379,9 @@ def write_rows(
 
 def _write(con: duckdb.DuckDBPyConnection, ref: TableRef, fields: list[Field], staged: Path | None, count: int,
            replace: bool, check: Callable[[int | None], None] | None, keys: tuple[str, ...]) -> WriteResult:
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(ref.dataset)}")
     existing = _existing_columns(con, ref)
+    if existing is None:  # only then can the schema be missing (a statement less on every other write)
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(ref.dataset)}")
     rows_before = None
     if existing is not None:
         rows_before = con.execute(f"SELECT count(*) FROM {_table_sql(ref)}").fetchone()[0]  # noqa: S608
