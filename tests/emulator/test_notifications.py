@@ -98,3 +98,38 @@ def test_missing_topic_is_logged_and_the_instance_is_kept(emulator, healthcare, 
     metrics = healthcare.projects().locations().datasets().dicomStores().getDICOMStoreMetrics(
         name=store.name).execute()
     assert metrics["instanceCount"] == "1"
+
+
+def test_concurrent_publishers_each_get_their_own_outcome(pubsub, topic):
+    """Group publishing: callers publishing at once share requests; every message arrives once, and a caller
+    whose topic is missing gets the error while the others succeed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from healthcare_emulator.notifications import ChangedInstance, Notifier
+
+    topic_path, pull = topic
+    notifier = Notifier(pubsub.host)
+    good = {"name": "projects/p/locations/l/datasets/d/dicomStores/s",
+            "notificationConfigs": [{"pubsubTopic": topic_path}]}
+    bad = {"name": "projects/p/locations/l/datasets/d/dicomStores/s",
+           "notificationConfigs": [{"pubsubTopic": f"projects/{PROJECT}/topics/does-not-exist-group"}]}
+
+    def publish(n: int) -> list[str]:
+        problems: list[str] = []
+        store = bad if n % 10 == 9 else good
+        instances = [ChangedInstance(f"1.2.{n}", "1.3", f"1.4.{n}.{k}", "CT", "STANDARD") for k in range(1 + n % 3)]
+        notifier.instances_changed(store, instances, "ImportDicomData", lambda message, _: problems.append(message))
+        return problems
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            outcomes = list(pool.map(publish, range(60)))
+    finally:
+        notifier.close()
+    assert [bool(p) for p in outcomes] == [n % 10 == 9 for n in range(60)]
+    assert all("does-not-exist-group" in p[0] for p in outcomes if p)
+    expected = sorted(f"{good['name']}/dicomWeb/studies/1.2.{n}/series/1.3/instances/1.4.{n}.{k}"
+                      for n in range(60) if n % 10 != 9 for k in range(1 + n % 3))
+    received = pull(len(expected))
+    assert sorted(m.data.decode() for m in received) == expected
+    assert all(m.attributes["action"] == "ImportDicomData" for m in received)
