@@ -8,7 +8,8 @@ threads, one dicomStores.import per object polled with operations.get until done
 CPU comes from /proc (utime + stime of the emulator and its children), so other load on the machine
 changes the wall time but not the CPU per operation.
 
-    .venv/bin/python bench/emulator_ops.py --objects 1000 --threads 32 --batch 25 [--repeat 2] [--py-spy OUT]
+    .venv/bin/python bench/emulator_ops.py --objects 1000 --threads 32 --batch 25 [--repeat 3] [--py-spy OUT]
+        [--source DIR]  (another healthcare_emulator version, to compare on the same machine and load)
 """
 
 from __future__ import annotations
@@ -84,16 +85,17 @@ def upload(gcs: str, name: str, data: bytes) -> None:
     response.raise_for_status()
 
 
-def start_emulator(data_dir: Path, gcs_url: str, pubsub_host: str | None) -> tuple[subprocess.Popen[bytes], str]:
+def start_emulator(data_dir: Path, gcs_url: str, pubsub_host: str | None,
+                   source: Path = REPO) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {**os.environ, "STORAGE_EMULATOR_HOST": gcs_url, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "STORAGE_EMULATOR_HOST": gcs_url, "PYTHONPATH": str(source)}
     if pubsub_host:
         env["PUBSUB_EMULATOR_HOST"] = pubsub_host
     log = data_dir.parent / "emulator.log"
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "healthcare_emulator", "--host", "127.0.0.1", "--port",
                                     str(port), "--data-dir", str(data_dir)], stdout=out, stderr=subprocess.STDOUT,
-                                   env=env, start_new_session=True)
+                                   env=env, cwd=source, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     wait_until_ready(http_ok(f"{url}/_emulator/health"), process, "healthcare emulator", log, 60)
     return process, url
@@ -178,6 +180,9 @@ def main() -> None:
     parser.add_argument("--no-pubsub", action="store_true")
     parser.add_argument("--py-spy", metavar="OUT", help="profile the emulator's import phase to OUT (raw)")
     parser.add_argument("--py-spy-export", metavar="OUT", help="profile the export phase to OUT (raw)")
+    parser.add_argument("--source", type=Path, default=REPO,
+                        help="directory holding the healthcare_emulator package to run, e.g. an older version"
+                             " from `git archive REV healthcare_emulator | tar -x -C DIR`")
     args = parser.parse_args()
 
     with contextlib.ExitStack() as stack:
@@ -194,7 +199,7 @@ def main() -> None:
         if pubsub_host is None:
             print("no Pub/Sub emulator: running without notifications", flush=True)
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="emulator-ops-")))
-        process, base = start_emulator(tmp / "data", gcs.url, pubsub_host)
+        process, base = start_emulator(tmp / "data", gcs.url, pubsub_host, args.source.resolve())
         stack.callback(lambda: (os.killpg(process.pid, 15), process.wait(30)))
         create_resources(base, gcs.url, pubsub_host)
         store = f"projects/{PROJECT}/locations/{LOCATION}/datasets/{DATASET}/dicomStores/{STORE}"
