@@ -25,7 +25,7 @@ def binary_path() -> Path:
     return candidates[0]
 
 
-def _ram_directory() -> Path | None:
+def ram_directory() -> Path | None:
     """The tmpfs at /dev/shm when it is a writable directory, else None."""
     shm = Path("/dev/shm")  # noqa: S108 - a private mkdtemp inside it, never a fixed name
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
@@ -62,7 +62,7 @@ class FakeGcsServer(ManagedServer):
                 "-backend", self.backend, "-external-url", self.url, "-log-level", "warn"]
         if self.backend == "filesystem":
             if self._root is None:
-                self._root = Path(tempfile.mkdtemp(prefix="fake-gcs-", dir=_ram_directory()))
+                self._root = Path(tempfile.mkdtemp(prefix="fake-gcs-", dir=ram_directory()))
             argv += ["-filesystem-root", str(self._root)]
         project, topic = self._pubsub
         if topic:
