@@ -2,7 +2,9 @@
 
 Layout: one database file per project, ``warehouse/<project>.duckdb``; BigQuery dataset = DuckDB schema,
 table = table. A reader attaches every file read-only under its project's name, so
-``project.dataset.table`` resolves as DuckDB's catalog.schema.table.
+``project.dataset.table`` resolves as DuckDB's catalog.schema.table. Every statement names tables in full,
+catalog included: with two parts, ``"bench"."t"`` is ambiguous when the dataset is named like the catalog
+(``bq://bench.bench.t``; a writer's catalog is the file's name up to its first dot).
 
 Concurrency: DuckDB lets one process open a file read-write, or any number of processes read-only, never
 both at once. The emulator therefore opens a file only while it has writes to do and closes it as soon as
@@ -144,15 +146,15 @@ def _connect_for_write(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
 class _Write:
     """One caller's unit of work on the open connection, and its outcome."""
 
-    def __init__(self, work: Callable[[duckdb.DuckDBPyConnection], object]):
+    def __init__(self, work: Callable[[duckdb.DuckDBPyConnection, str], object]):
         self.work = work
         self.finished = threading.Event()
         self.result: object = None
         self.error: BaseException | None = None
 
-    def run(self, con: duckdb.DuckDBPyConnection) -> None:
+    def run(self, con: duckdb.DuckDBPyConnection, catalog: str) -> None:
         try:
-            self.result = self.work(con)
+            self.result = self.work(con, catalog)
         except BaseException as exc:  # handed to the caller's thread, which raises it
             self.error = exc
         finally:
@@ -172,7 +174,8 @@ class _FileWriter:
         self._queue: deque[_Write] = deque()
         self._leading = False
 
-    def submit(self, work: Callable[[duckdb.DuckDBPyConnection], object], timeout: float) -> object:
+    def submit(self, work: Callable[[duckdb.DuckDBPyConnection, str], object], timeout: float) -> object:
+        """Run `work(connection, catalog)`; catalog is the name the open file goes by in that connection."""
         write = _Write(work)
         with self._guard:
             self._queue.append(write)
@@ -202,9 +205,15 @@ class _FileWriter:
                 continue
             try:
                 opened = time.monotonic()
+                try:
+                    catalog = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+                except BaseException as exc:
+                    for write in writes:
+                        write.fail(exc)
+                    continue
                 while writes:
                     for write in writes:
-                        write.run(con)
+                        write.run(con, catalog)
                     if time.monotonic() - opened >= _MAX_HOLD:
                         break
                     with self._guard:  # more arrived while we wrote: same connection, no reopen
@@ -269,31 +278,37 @@ def field_from_duckdb(name: str, dtype: duckdb.sqltypes.DuckDBPyType) -> Field:
     return Field(name, f"DUCKDB:{dtype}")
 
 
-def _table_sql(ref: TableRef) -> str:
-    return f"{quote_identifier(ref.dataset)}.{quote_identifier(ref.table)}"
+def _schema_sql(catalog: str, ref: TableRef) -> str:
+    return f"{quote_identifier(catalog)}.{quote_identifier(ref.dataset)}"
 
 
-def _existing_columns(con: duckdb.DuckDBPyConnection, ref: TableRef) -> dict[str, duckdb.sqltypes.DuckDBPyType] | None:
+def _table_sql(catalog: str, ref: TableRef) -> str:
+    """catalog.schema.table: "dataset"."table" alone is ambiguous when the dataset is named like the catalog."""
+    return f"{_schema_sql(catalog, ref)}.{quote_identifier(ref.table)}"
+
+
+def _existing_columns(con: duckdb.DuckDBPyConnection, catalog: str,
+                      ref: TableRef) -> dict[str, duckdb.sqltypes.DuckDBPyType] | None:
     """The table's columns, or None when there is no such table.
 
     One LIMIT 0 query answers both: a missing table is a CatalogException, which leaves the transaction
     usable. (A look-up in duckdb_tables() first cost twice the query itself on a wide table.)
     """
     try:
-        relation = con.sql(f"SELECT * FROM {_table_sql(ref)} LIMIT 0")  # noqa: S608 - quoted identifiers
+        relation = con.sql(f"SELECT * FROM {_table_sql(catalog, ref)} LIMIT 0")  # noqa: S608 - quoted identifiers
     except duckdb.CatalogException:
         return None
     return dict(zip(relation.columns, relation.types, strict=True))
 
 
-def _extend(con: duckdb.DuckDBPyConnection, ref: TableRef, existing: dict[str, duckdb.sqltypes.DuckDBPyType],
-            fields: list[Field], result: WriteResult) -> None:
+def _extend(con: duckdb.DuckDBPyConnection, catalog: str, ref: TableRef,
+            existing: dict[str, duckdb.sqltypes.DuckDBPyType], fields: list[Field], result: WriteResult) -> None:
     """Add missing columns and grow RECORD columns whose nested fields grew; rows are kept."""
     current = {name.lower(): (name, field_from_duckdb(name, dtype)) for name, dtype in existing.items()}
     for needed in fields:
         hit = current.get(needed.name.lower())
         if hit is None:
-            con.execute(f"ALTER TABLE {_table_sql(ref)} ADD COLUMN {quote_identifier(needed.name)}"
+            con.execute(f"ALTER TABLE {_table_sql(catalog, ref)} ADD COLUMN {quote_identifier(needed.name)}"
                         f" {duckdb_type(needed)}")
             result.added_columns.append(needed.name)
             continue
@@ -301,7 +316,7 @@ def _extend(con: duckdb.DuckDBPyConnection, ref: TableRef, existing: dict[str, d
         merged = have.merged_with(needed)
         if not merged.same_shape(have):
             # DuckDB casts STRUCTs by field name: existing values keep theirs, the new fields start NULL.
-            con.execute(f"ALTER TABLE {_table_sql(ref)} ALTER COLUMN {quote_identifier(name)}"
+            con.execute(f"ALTER TABLE {_table_sql(catalog, ref)} ALTER COLUMN {quote_identifier(name)}"
                         f" TYPE {duckdb_type(merged)}")
             result.widened_columns.append(name)
 
@@ -352,14 +367,14 @@ def write_rows(
     """
     staged = _stage_rows(data_dir, lines) if lines else None
 
-    def transaction(con: duckdb.DuckDBPyConnection) -> WriteResult:
+    def transaction(con: duckdb.DuckDBPyConnection, catalog: str) -> WriteResult:
         parallel = len(lines) >= _PARALLEL_ROWS
         if parallel:
             con.execute(f"SET threads = {_THREADS}")
         try:
             con.execute("BEGIN TRANSACTION")
             try:
-                result = _write(con, ref, fields, staged, len(lines), replace, check, replace_rows_matching)
+                result = _write(con, catalog, ref, fields, staged, len(lines), replace, check, replace_rows_matching)
             except BaseException:
                 with suppress(duckdb.Error):
                     con.execute("ROLLBACK")
@@ -377,37 +392,37 @@ def write_rows(
             staged.unlink(missing_ok=True)
 
 
-def _write(con: duckdb.DuckDBPyConnection, ref: TableRef, fields: list[Field], staged: Path | None, count: int,
-           replace: bool, check: Callable[[int | None], None] | None, keys: tuple[str, ...]) -> WriteResult:
-    existing = _existing_columns(con, ref)
+def _write(con: duckdb.DuckDBPyConnection, catalog: str, ref: TableRef, fields: list[Field], staged: Path | None,
+           count: int, replace: bool, check: Callable[[int | None], None] | None, keys: tuple[str, ...]) -> WriteResult:
+    existing = _existing_columns(con, catalog, ref)
     if existing is None:  # only then can the schema be missing (a statement less on every other write)
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(ref.dataset)}")
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {_schema_sql(catalog, ref)}")
     rows_before = None
     if existing is not None:
-        rows_before = con.execute(f"SELECT count(*) FROM {_table_sql(ref)}").fetchone()[0]  # noqa: S608
+        rows_before = con.execute(f"SELECT count(*) FROM {_table_sql(catalog, ref)}").fetchone()[0]  # noqa: S608
     if check is not None:
         check(rows_before)
     result = WriteResult(rows_before, count)
     if existing is not None and replace:
-        con.execute(f"DROP TABLE {_table_sql(ref)}")
+        con.execute(f"DROP TABLE {_table_sql(catalog, ref)}")
         existing, result.replaced = None, True
     if existing is None:
         columns = ", ".join(f"{quote_identifier(f.name)} {duckdb_type(f)}" for f in fields)
-        con.execute(f"CREATE TABLE {_table_sql(ref)} ({columns})")
+        con.execute(f"CREATE TABLE {_table_sql(catalog, ref)} ({columns})")
     else:
-        _extend(con, ref, existing, fields, result)
+        _extend(con, catalog, ref, existing, fields, result)
     if staged is None:
         return result
     # Read the columns again only when this write created or changed them (most writes change nothing).
     changed = existing is None or result.added_columns or result.widened_columns
-    table_columns = (_existing_columns(con, ref) if changed else existing) or {}
+    table_columns = (_existing_columns(con, catalog, ref) if changed else existing) or {}
     source = _read_json_sql(staged, {name: str(dtype) for name, dtype in table_columns.items()})
     if keys:
         match = " AND ".join(f"n.{quote_identifier(k)} = t.{quote_identifier(k)}" for k in keys)
         key_source = _read_json_sql(staged, {k: "VARCHAR" for k in keys})
-        con.execute(f"DELETE FROM {_table_sql(ref)} AS t WHERE EXISTS"  # noqa: S608 - quoted identifiers
+        con.execute(f"DELETE FROM {_table_sql(catalog, ref)} AS t WHERE EXISTS"  # noqa: S608 - quoted identifiers
                     f" (SELECT 1 FROM {key_source} AS n WHERE {match})")
-    con.execute(f"INSERT INTO {_table_sql(ref)} BY NAME SELECT * FROM {source}")  # noqa: S608
+    con.execute(f"INSERT INTO {_table_sql(catalog, ref)} BY NAME SELECT * FROM {source}")  # noqa: S608
     return result
 
 

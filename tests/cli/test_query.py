@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
@@ -42,6 +43,25 @@ def test_query_table_is_aligned_with_a_header(exported_table, emulator, monkeypa
         "CT        2          SYNTH-0000",
         "MR        2          SYNTH-0001",
     ]
+
+
+def test_a_dataset_named_like_its_project_is_exported_and_queried(cli_env, emulator, new_store, new_bucket,
+                                                                   capsys) -> None:
+    """bq://P.P.T: catalog P and schema P must not make the table name ambiguous on either side."""
+    store, bucket = new_store(), new_bucket()
+    upload_studies(bucket, studies=2, series=1, instances=2)
+    name = f"same{uuid.uuid4().hex[:10]}"
+    assert main(["import", store.name, f"gs://{bucket.name}/in/*.dcm"]) == 0
+    assert main(["export", "bq", store.name, f"bq://{name}.{name}.instances"]) == 0
+    assert main(["export", "bq", store.name, f"bq://{name}.{name}.instances", "--write-disposition",
+                 "WRITE_APPEND"]) == 0
+    capsys.readouterr()
+    data_dir = str(emulator.data_dir)
+    for table in (f"`{name}.{name}.instances`", f"`{name}`.{name}.instances", f"[{name}:{name}.instances]"):
+        sql = f"SELECT Modality, COUNT(*) AS instances FROM {table} GROUP BY Modality ORDER BY Modality"
+        assert main(["query", "--data-dir", data_dir, sql, "--format", "json"]) == 0, table
+        assert json.loads(capsys.readouterr().out) == [{"Modality": "CT", "instances": 4},
+                                                        {"Modality": "MR", "instances": 4}], table
 
 
 def test_bad_sql_and_missing_tables_are_usage_errors(exported_table, emulator, capsys) -> None:

@@ -142,3 +142,10 @@ def test_file_access_is_off_inside_queries(emulator, exported):
 def test_translation_quotes_catalogs_and_keeps_bigquery_semantics():
     duck = translate("SELECT ImageType[OFFSET(0)], x FROM my-project.ds.t ORDER BY x", None)
     assert '"my-project"."ds"."t"' in duck and "ImageType[1] AS f0_" in duck
+
+
+def test_translation_names_a_dataset_named_like_its_project_in_full():
+    """`bench.bench.t` stays three parts (two, "bench"."t", would be ambiguous in DuckDB), in every spelling."""
+    for sql, project in (("SELECT * FROM `bench.bench.t`", None), ("SELECT * FROM [bench:bench.t]", None),
+                         ("SELECT * FROM `bench`.bench.t", None), ("SELECT * FROM bench.t", "bench")):
+        assert 'FROM "bench"."bench"."t"' in translate(sql, None, project), sql
