@@ -5,7 +5,7 @@
 Runs gcloud's Pub/Sub emulator, a stand-in function (an HTTP server in this process answering 204 after
 `--delay` seconds) and `python -m local_stack.eventarc` with one pubsub trigger, all on 127.0.0.1, then:
 
-- lone: `--lone` messages one at a time, each published once the previous one was delivered (an idle
+- lone: `--lone` messages one at a time, each published 0.25 s after the previous one was delivered (an idle
   system: the publish → delivery latency a single upload sees);
 - steady: `--count` messages published one per request at `--rate` per second;
 - burst: `--count` messages published one per request from 8 threads as fast as they go.
@@ -124,7 +124,7 @@ class Bench:
                 before = len(self.sink.latency)
                 self.publish(topic)
                 self.wait_delivered(before + 1, quiet=True)
-                time.sleep(0.05)
+                time.sleep(0.25)  # the pace of one upload at a time through the local stack
         elif mode == "steady":
             start = time.monotonic()
             for n in range(count):
@@ -156,7 +156,7 @@ class Bench:
         if mode == "lone":  # the lone phase publishes only after each delivery: pace it like ~that
             for _ in range(count):
                 self.publish(topic)
-                time.sleep(0.06)
+                time.sleep(0.3)
         else:
             self.publish_pattern(topic, mode, count, rate)
         spent = cpu_seconds(self.emulator_pid) - before

@@ -129,3 +129,71 @@ def test_storage_notifications_become_finalized_events_and_failures_are_retried(
     assert ce["ce-source"] == "//storage.googleapis.com/projects/_/buckets/landing"
     assert ce["ce-subject"] == "objects/in/a.dcm"
     assert body == obj
+
+
+def _stats(adapter: EventarcAdapter, subscription: str) -> dict[str, int]:
+    return dict(requests.get(f"{adapter.url}/stats", timeout=30).json()[subscription])
+
+
+def _message(n: int) -> dict[str, Any]:
+    return {"data": base64.b64encode(f"/studies/{n}".encode()).decode(), "attributes": {"action": "StoreInstances"}}
+
+
+def test_a_stream_is_pulled_and_acknowledged_a_few_messages_at_a_time(pubsub, recorder) -> None:
+    topic, subscription = _subscription(pubsub)
+    with EventarcAdapter(pubsub.host, [f"pubsub:{subscription}={recorder.url}"]) as adapter:
+        ids = []
+        for n in range(60):  # one message every 10 ms, each alone in its publish request
+            ids += _publish(pubsub, topic, [_message(n)])
+            time.sleep(0.01)
+        _wait(lambda: len(recorder.events) >= 60, "60 deliveries")
+        _wait(lambda: _stats(adapter, subscription).get("acknowledged", 0) >= 60, "60 acknowledgements")
+        stats = _stats(adapter, subscription)
+    assert sorted(ce["ce-id"] for ce, _ in recorder.events) == sorted(ids)
+    assert stats["pulled"] == 60
+    assert stats["pulls"] < 45, stats  # not one pull per message: the next pull waits for a few to gather
+    assert stats["acknowledges"] < 20, stats  # acknowledged in batches
+
+
+def test_a_lone_message_is_delivered_without_waiting_for_others(pubsub, recorder) -> None:
+    topic, subscription = _subscription(pubsub)
+    with EventarcAdapter(pubsub.host, [f"pubsub:{subscription}={recorder.url}"]):
+        for n in range(3):  # the first right after start, the others after a delivery (the pull waited since)
+            started = time.monotonic()
+            _publish(pubsub, topic, [_message(n)])
+            _wait(lambda n=n: len(recorder.events) > n, f"delivery {n}")
+            assert time.monotonic() - started < 0.5
+            time.sleep(0.2)
+
+
+class KeepAliveDropper(Recorder):
+    """Answers HTTP/1.1 without "Connection: close", then closes the connection: the client's next request
+    on it finds it gone, as when a server drops an idle keep-alive connection."""
+
+
+class _DroppingHandler(_RecorderHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        super().do_POST()
+        self.close_connection = True
+
+
+def test_a_dropped_keep_alive_connection_to_the_target_is_reopened(pubsub) -> None:
+    server = KeepAliveDropper()
+    server.RequestHandlerClass = _DroppingHandler
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    topic, subscription = _subscription(pubsub)
+    try:
+        with EventarcAdapter(pubsub.host, [f"pubsub:{subscription}={server.url}"]) as adapter:
+            ids = []
+            for n in range(10):  # one at a time, so the delivering threads reuse their connections
+                ids += _publish(pubsub, topic, [_message(n)])
+                _wait(lambda n=n: len(server.events) > n, f"delivery {n}")
+            time.sleep(1.5)
+            stats = _stats(adapter, subscription)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sorted(ce["ce-id"] for ce, _ in server.events) == sorted(ids)  # each once, none failed
+    assert stats.get("modify_ack_deadlines", 0) == 0
