@@ -23,8 +23,12 @@ def client(emulator_host: str | None, project: str | None) -> Any:
     if emulator_host:
         from google.auth.credentials import AnonymousCredentials
 
-        return storage.Client(project=project or "local", credentials=AnonymousCredentials(),
-                              client_options={"api_endpoint": emulator_host})
+        emulated = storage.Client(project=project or "local", credentials=AnonymousCredentials(),
+                                  client_options={"api_endpoint": emulator_host})
+        # A local emulator is never reached through a proxy: skip requests' per-call look-up of proxy and
+        # netrc settings in the environment (a tenth of each call's CPU).
+        emulated._http.trust_env = False
+        return emulated
     return storage.Client(project=project)
 
 
