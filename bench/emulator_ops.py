@@ -32,27 +32,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from local_stack.fake_gcs import FakeGcsServer  # noqa: E402
-from local_stack.processes import free_port, http_ok, wait_until_ready  # noqa: E402
+from local_stack.processes import cpu_seconds, free_port, http_ok, wait_until_ready  # noqa: E402
 from local_stack.sample_data import synthetic_studies  # noqa: E402
 
 PROJECT, LOCATION, DATASET, STORE = "bench", "us-central1", "ds", "store"
 BUCKET, TOPIC = "bench-upload", "dicom-notifications"
 TABLE = f"bq://{PROJECT}.warehouse.instances"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads) and its descendants, from /proc."""
-    tick, total, pending = os.sysconf("SC_CLK_TCK"), 0.0, [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
 
 
 _local = threading.local()

@@ -35,26 +35,12 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from local_stack.processes import cpu_seconds
 from local_stack.pubsub_emulator import PubSubEmulator
 from local_stack.stack import EventarcAdapter
 
 PROJECT = "bench-project"
 WARM_UP = 300  # messages through the emulator and the adapter before anything is measured
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its descendants (the JVM behind the launcher script), from /proc."""
-    tick, total, pending = os.sysconf("SC_CLK_TCK"), 0.0, [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
 
 
 def percentile(values: list[float], p: float) -> float:

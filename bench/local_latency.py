@@ -25,6 +25,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from local_stack.processes import cpu_seconds
 from local_stack.sample_data import synthetic_instance, synthetic_studies
 from local_stack.stack import UPLOAD_BUCKET, LocalStack
 
@@ -69,21 +70,6 @@ def sequential(stack: LocalStack, count: int) -> None:
     print(summary("store→row", row_hop))
     ok = percentile(in_table, 50) <= 1.5 and percentile(in_table, 99) <= 3.0
     print(f"  target p50 ≤ 1.5 s, p99 ≤ 3 s: {'met' if ok else 'NOT met'}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its descendants (gunicorn's worker, the JVM's threads), from /proc."""
-    tick, total, pending = os.sysconf("SC_CLK_TCK"), 0.0, [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
 
 
 def burst(stack: LocalStack, count: int, threads: int) -> None:

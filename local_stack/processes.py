@@ -73,6 +73,22 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         pass
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) and its descendants (gunicorn's worker, the JVM behind
+    a launcher script), from /proc: what the benches report per instance or message."""
+    tick, total, pending = os.sysconf("SC_CLK_TCK"), 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 class ManagedServer:
     """A helper server run as a child process with a private log; subclasses say how to start it."""
 
