@@ -1,11 +1,12 @@
 locals {
   bucket_prefix = coalesce(var.name_prefix, var.project_id)
 
-  # Transient objects the functions write to the staging bucket (see the main README): staged copies of
-  # wildcard-named objects and filter files are needed only while an operation runs; outcome and
-  # idempotency records only while redeliveries can arrive. Dead letters are kept longer for operators.
+  # Transient objects the functions write to the staging bucket (see the main README): staged copies (every
+  # object of a batched import, and wildcard-named objects) and filter files are needed only while an
+  # operation runs; outcome and idempotency records only while redeliveries can arrive. Dead letters are
+  # kept longer for operators. Staged copies are a second copy of each upload: kept the shortest time.
   staging_lifecycle = [
-    { prefix = "staging/import/", age = var.transient_retention_days },
+    { prefix = "staging/import/", age = var.staged_copy_retention_days },
     { prefix = "filters/export/", age = var.transient_retention_days },
     { prefix = "outcomes/import/", age = var.record_retention_days },
     { prefix = "idempotency/export/", age = var.record_retention_days },

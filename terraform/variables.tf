@@ -220,8 +220,19 @@ variable "resource_prefix" {
   }
 }
 
+variable "staged_copy_retention_days" {
+  description = "Days the import function's staged copies (gs://STAGING/staging/import/) are kept; an import reads them within minutes."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.staged_copy_retention_days >= 1
+    error_message = "staged_copy_retention_days must be at least 1 (the lifecycle rule's smallest age)."
+  }
+}
+
 variable "transient_retention_days" {
-  description = "Days staged copies, filter files and noncurrent object versions are kept."
+  description = "Days filter files and noncurrent object versions are kept."
   type        = number
   default     = 7
 

@@ -132,6 +132,9 @@ def test_buckets_are_private_uniform_and_staging_data_expires() -> None:
     assert "var.enable_gcs_export" in locals_()["buckets"] and "export" in locals_()["buckets"]
     prefixes = {rule["prefix"] for rule in locals_()["staging_lifecycle"]}
     assert {"staging/import/", "filters/export/", "outcomes/import/", "idempotency/export/"} <= prefixes
+    # Batched imports stage a copy of every upload: those go first.
+    ages = {rule["prefix"]: rule["age"] for rule in locals_()["staging_lifecycle"]}
+    assert ages["staging/import/"] == "${var.staged_copy_retention_days}"
     assert "kms_key_name" in json.dumps(bucket["dynamic"])
 
 
