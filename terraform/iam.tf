@@ -15,7 +15,7 @@ locals {
 # --- Cloud Healthcare service agent: it performs the imports and exports the functions start. ---
 
 # dicomStores.import reads the uploaded objects from the landing bucket, and from the staging bucket the
-# staged copies of wildcard-named objects and the export filter files.
+# staged copies (a batched import lists and reads its batch's prefix) and the export filter files.
 resource "google_storage_bucket_iam_member" "healthcare_agent_read" {
   for_each = toset(["landing", "staging"])
 
