@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -47,115 +47,35 @@ Problem = Callable[[str, str], None]  # (message, resource) for the operation lo
 
 
 class Notifier:
-    """Publishes notifications over a gRPC channel built on first use and shared by all threads.
+    """Publishes notifications; the publisher client is built on first use and shared by all threads.
 
-    Publish requests are synchronous, with the Publish method's own retry policy. The batching
-    PublisherClient started a commit thread per batch and waited up to 10 ms to fill it, and the generated
-    client's per-call layers (retry and timeout wrappers, logging interceptor) cost as much again, for the one
-    message a single-object import sends: together a fifth of such an import's CPU.
-
-    Group publishing: a gRPC call costs ~0.4 ms CPU whatever it carries, and in a burst several operations
-    publish at once. The first caller leads: it sends what every caller queued meanwhile, one request per
-    topic (up to _MESSAGES_PER_REQUEST), then hands the lead to the next waiting caller. Nobody waits for a
-    timer; each caller gets the outcome of the request that carried its messages.
+    It is the generated (GAPIC) client and each call is one synchronous Publish request per topic. The
+    batching PublisherClient on top of it started a commit thread per batch, and waited up to 10 ms to
+    fill it, for the one message a single-object import sends: a seventh of such an import's CPU.
     """
 
     def __init__(self, emulator_host: str | None = None):
         # Captured once, like the Cloud Storage endpoint: the environment may change under a running server.
         self._emulator_host = emulator_host or os.environ.get("PUBSUB_EMULATOR_HOST") or None
-        self._channel: Any = None
-        self._publish: Any = None  # the Publish method on the channel
+        self._publisher: Any = None
         self._lock = threading.Lock()
-        self._types: Any = None  # what each publish needs from grpc and the Pub/Sub types, imported once
-        self._queue: list[_Pending] = []  # group publishing (class docstring), under _queue_lock
-        self._leading = False
-        self._queue_lock = threading.Lock()
 
-    def _publisher(self) -> Any:
+    def _client(self) -> Any:
         with self._lock:
-            if self._publish is None:
-                import grpc
-                from google.api_core import exceptions
-                from google.pubsub_v1.types import PublishRequest, PublishResponse, PubsubMessage
-
-                # Imported here, not per call: a function-level import costs a lookup each time.
-                self._types = _Types(grpc.RpcError, exceptions.from_grpc_error, PublishRequest.pb(),
-                                     PubsubMessage.pb())
+            if self._publisher is None:
+                from google.pubsub_v1 import PublisherClient
 
                 if self._emulator_host:
-                    self._channel = grpc.insecure_channel(self._emulator_host.removeprefix("http://"))
-                else:  # the generated transport's channel: default credentials, Pub/Sub's endpoint and options
+                    import grpc
+                    from google.auth.credentials import AnonymousCredentials
                     from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 
-                    self._channel = PublisherGrpcTransport().grpc_channel
-                self._publish = self._channel.unary_unary(
-                    "/google.pubsub.v1.Publisher/Publish", request_serializer=_serialize,
-                    response_deserializer=PublishResponse.pb().FromString)
-            return self._publish
-
-    def _send(self, topic: str, messages: list[Any]) -> None:
-        """Publish `messages` (at most _MESSAGES_PER_REQUEST) to `topic`, grouped with other callers' messages;
-        raises the google.api_core exception of the request that carried them."""
-        pending = _Pending(topic, messages)
-        with self._queue_lock:
-            self._queue.append(pending)
-            if not self._leading:
-                self._leading = True
-                pending.wake.set()  # lead now
-        pending.wake.wait()
-        if not pending.finished:  # woken to lead: this caller's messages are still queued
-            self._lead()
-        if pending.error is not None:
-            raise pending.error
-
-    def _lead(self) -> None:
-        """Send everything queued, then pass the lead to the next caller that queued meanwhile (if any)."""
-        with self._queue_lock:
-            taken, self._queue = self._queue, []
-        try:
-            for topic in dict.fromkeys(p.topic for p in taken):
-                group: list[_Pending] = []
-                for pending in (p for p in taken if p.topic == topic):
-                    if group and sum(len(p.messages) for p in group) + len(pending.messages) > _MESSAGES_PER_REQUEST:
-                        self._send_group(topic, group)
-                        group = []
-                    group.append(pending)
-                self._send_group(topic, group)
-        finally:
-            for pending in taken:
-                if not pending.finished:  # only after an unexpected error; report it rather than hang
-                    pending.error = pending.error or RuntimeError("notification publishing failed")
-                    pending.finished = True
-                    pending.wake.set()
-            with self._queue_lock:
-                if self._queue:
-                    self._queue[0].wake.set()
+                    channel = grpc.insecure_channel(self._emulator_host.removeprefix("http://"))
+                    self._publisher = PublisherClient(
+                        transport=PublisherGrpcTransport(channel=channel, credentials=AnonymousCredentials()))
                 else:
-                    self._leading = False
-
-    def _send_group(self, topic: str, group: list[_Pending]) -> None:
-        error: BaseException | None = None
-        try:
-            self._request(topic, [m for p in group for m in p.messages])
-        except Exception as exc:  # NotFound for a missing topic, deadline errors, ...
-            error = exc
-        for pending in group:
-            pending.error, pending.finished = error, True
-            pending.wake.set()
-
-    def _request(self, topic: str, messages: list[Any]) -> None:
-        """One Publish request; errors are google.api_core exceptions, as the generated client raises."""
-        publish = self._publisher()
-        types = self._types
-        request = types.request(topic=topic, messages=messages)
-
-        def attempt() -> None:
-            try:
-                publish(request, timeout=_PUBLISH_TIMEOUT)
-            except types.rpc_error as exc:
-                raise types.from_grpc_error(exc) from exc
-
-        _retry()(attempt)()
+                    self._publisher = PublisherClient()
+            return self._publisher
 
     def instances_changed(self, store: dict[str, Any], instances: Iterable[ChangedInstance], action: str,
                           problem: Problem) -> None:
@@ -171,16 +91,18 @@ class Notifier:
         now = datetime.now(UTC)
         last_updated = format_datetime(now, usegmt=True)  # RFC 1123, as the docs describe
         version = str(int(now.timestamp() * 1_000_000))
-        self._publisher()
-        message_type = self._types.message
+        from google.pubsub_v1.types import PubsubMessage
+
+        client = self._client()
         for topic, with_attributes in targets:
-            messages = [message_type(data=instance.resource_name(store["name"]).encode(),
-                                     attributes=_attributes(store["name"], instance, action, last_updated, version)
-                                     if with_attributes else {})
+            messages = [PubsubMessage(data=instance.resource_name(store["name"]).encode(),
+                                      attributes=_attributes(store["name"], instance, action, last_updated, version)
+                                      if with_attributes else {})
                         for instance in instances]
             for start in range(0, len(messages), _MESSAGES_PER_REQUEST):
                 try:
-                    self._send(topic, messages[start:start + _MESSAGES_PER_REQUEST])
+                    client.publish(topic=topic, messages=messages[start:start + _MESSAGES_PER_REQUEST],
+                                   retry=_retry(), timeout=_PUBLISH_TIMEOUT)
                 except Exception as exc:  # NotFound for a missing topic, deadline errors, ...
                     problem(f"could not publish the notification to {topic}: {type(exc).__name__}: {exc}",
                             instances[start].resource_name(store["name"]))
@@ -188,32 +110,9 @@ class Notifier:
 
     def close(self) -> None:
         with self._lock:
-            if self._channel is not None:
-                self._channel.close()
-                self._channel = self._publish = None
-
-
-@dataclass(eq=False)
-class _Pending:
-    """One caller's messages for one topic, waiting to be sent."""
-
-    topic: str
-    messages: list[Any]
-    wake: threading.Event = field(default_factory=threading.Event)  # set: finished, or this caller leads
-    finished: bool = False
-    error: BaseException | None = None
-
-
-@dataclass(frozen=True)
-class _Types:
-    rpc_error: type[Exception]
-    from_grpc_error: Callable[[Exception], Exception]
-    request: Any  # PublishRequest's protobuf class
-    message: Any  # PubsubMessage's protobuf class
-
-
-def _serialize(request: Any) -> bytes:
-    return bytes(request.SerializeToString())
+            if self._publisher is not None:
+                self._publisher.transport.close()
+                self._publisher = None
 
 
 @functools.cache
