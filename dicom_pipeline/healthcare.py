@@ -86,7 +86,7 @@ _free_guard = threading.Lock()
 def _lend(endpoint: str | None) -> Iterator[_Clients]:
     """Built resources for one call, lent to one thread at a time (httplib2 is not thread-safe) and then
     returned: a function instance builds as many as it has calls in flight, not one per request thread
-    (gen2 runs up to 80; each build parses the discovery document and costs ~20 ms of CPU)."""
+    (gen2 runs up to 80; each build parses the discovery document and costs ~10 ms of CPU)."""
     with _free_guard:
         free = _free.setdefault(endpoint, [])
         clients = free.pop() if free else None
