@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import healthcare, logs, storage
-from .batching import Coalescer, SharedCall
+from .batching import Coalescer
 from .config import WRITE_DISPOSITIONS, Settings
 from .errors import PermanentError, TransientError, classify_operation_error
 from .events import PubSubMessage, json_object
@@ -136,7 +136,8 @@ def export_message(settings: Settings, message: PubSubMessage, event_id: str) ->
         raise
     claim.update(status="pending", operation=operation.get("name"), table=str(request.table))
     generation = storage.replace_json(settings, settings.staging_bucket, record_name, claim, generation)
-    operation = _wait(settings, operation)
+    # Every message of a batch waits for the same operation: one poller, not one per message.
+    operation = healthcare.wait_shared(settings.healthcare_api_endpoint, operation, settings.operation_wait_seconds)
     return _finish(settings, record_name, claim, generation, operation, event_id, instance, batch)
 
 
@@ -167,15 +168,7 @@ def _start(settings: Settings, store: DicomStoreName, table: BigQueryTableUri, d
     return healthcare.export_to_bigquery(settings.healthcare_api_endpoint, store, table, disposition, filter_uri)
 
 
-def _wait(settings: Settings, operation: dict[str, Any]) -> dict[str, Any]:
-    """Every message of a batch waits for the same operation: one poller, not one per message."""
-    endpoint = settings.healthcare_api_endpoint
-    return _polls.call((endpoint, operation.get("name")),
-                       lambda: healthcare.wait(endpoint, operation, settings.operation_wait_seconds))
-
-
 _batches: Coalescer[tuple[str, ...], dict[str, Any]] = Coalescer(_export_batch)
-_polls: SharedCall[dict[str, Any]] = SharedCall()
 
 
 def _follow_existing(settings: Settings, record_name: str, event_id: str, instance: str | None) -> str | None:

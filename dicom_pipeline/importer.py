@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import healthcare, logs, storage
-from .batching import Coalescer, SharedCall
+from .batching import Coalescer
 from .config import Settings
 from .errors import PermanentError, classify_operation_error
 from .events import StorageObject
@@ -83,6 +83,11 @@ def import_object(settings: Settings, obj: StorageObject, event_id: str) -> str:
     return _finish(settings, obj, event_id, record_name, _wait(settings, operation), batch, key)
 
 
+def _wait(settings: Settings, operation: dict[str, Any]) -> dict[str, Any]:
+    """Every object of a batch waits for the same operation: one poller, not one per object."""
+    return healthcare.wait_shared(settings.healthcare_api_endpoint, operation, settings.operation_wait_seconds)
+
+
 @dataclass(frozen=True)
 class _Item:
     obj: StorageObject
@@ -130,15 +135,7 @@ def _import_batch(batch_key: Any, items: list[_Item]) -> tuple[dict[str, Any] | 
     return operation, left_out
 
 
-def _wait(settings: Settings, operation: dict[str, Any]) -> dict[str, Any]:
-    """Every object of a batch waits for the same operation: one poller, not one per object."""
-    endpoint = settings.healthcare_api_endpoint
-    return _polls.call((endpoint, operation.get("name")),
-                       lambda: healthcare.wait(endpoint, operation, settings.operation_wait_seconds))
-
-
 _batches: Coalescer[_Item, tuple[dict[str, Any] | None, set[str]]] = Coalescer(_import_batch)
-_polls: SharedCall[dict[str, Any]] = SharedCall()
 
 
 def _finish(settings: Settings, obj: StorageObject, event_id: str, record_name: str,

@@ -7,7 +7,6 @@ otherwise it reads real Cloud Storage with application default credentials.
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import re
 import threading
@@ -108,8 +107,6 @@ class GcsReader:
     def list_matching(self, pattern: ObjectPattern) -> list[SourceObject]:
         from google.api_core import exceptions
 
-        if pattern.regex is None and self._emulator_host:
-            return self._exact_from_emulator(pattern.bucket, pattern.prefix)
         client = self._client()
         try:
             if pattern.regex is None:
@@ -131,8 +128,8 @@ class GcsReader:
         """One exact object's bytes from the storage emulator, or None when it (or its bucket) does not exist.
 
         One GET of the media answers both questions an import of one object asks (is it there, what are
-        its bytes); the metadata GET that list_matching makes first was a third of such an import's
-        requests. Other errors raise, as list_matching's would. Real Cloud Storage keeps the client's steps.
+        its bytes); a metadata GET before the read was a third of such an import's requests. Other errors
+        raise, as list_matching's would. Real Cloud Storage keeps the client's steps (list_matching, read).
         """
         from google.api_core import exceptions
 
@@ -141,17 +138,6 @@ class GcsReader:
             return self._read_from_emulator(bucket, name)
         except exceptions.NotFound:
             return None
-
-    def _exact_from_emulator(self, bucket: str, name: str) -> list[SourceObject]:
-        """An import of one exact object: its metadata with one plain GET (see _read_from_emulator)."""
-        from google.api_core import exceptions
-
-        try:
-            found = json.loads(self._get_from_emulator(f"/storage/v1/b/{quote(bucket, safe='')}/o/"
-                                                       f"{quote(name, safe='')}"))
-        except exceptions.NotFound:
-            return []  # as the client's get_blob: no such object (or bucket) is no match
-        return [SourceObject(found["name"], int(found.get("size") or 0))]
 
     def _read_from_emulator(self, bucket: str, name: str) -> bytes:
         return self._get_from_emulator(f"/download/storage/v1/b/{quote(bucket, safe='')}/o/"

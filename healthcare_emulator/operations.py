@@ -33,6 +33,10 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def _dataset_of(operation_name: str) -> str:
+    return operation_name.split("/operations/")[0]
+
+
 class Cancelled(ApiError):
     http_status, status = 499, "CANCELLED"
 
@@ -79,7 +83,6 @@ class OperationEngine:
         self._public_url = public_url
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="operation")
         self._running: dict[str, tuple[dict[str, Any], OperationContext]] = {}
-        self._datasets: dict[str, str] = {}  # running operation name -> its dataset, for the saver
         self._lock = threading.Lock()
         # Held while a running snapshot or the final state is saved, so a snapshot never overwrites the final.
         self._save_lock = threading.Lock()
@@ -100,8 +103,7 @@ class OperationEngine:
             op["done"] = True
             op["metadata"]["endTime"] = now_rfc3339()
             op["error"] = {"code": 10, "message": "operation aborted: the emulator stopped while it was running"}
-            dataset = op["name"].split("/operations/")[0]
-            self._storage.save_operation(op["name"], dataset, op)
+            self._storage.save_operation(op["name"], _dataset_of(op["name"]), op)
 
     def logs_url(self, name: str) -> str:
         return f"{self._public_url()}/_emulator/v1/{name}/logs"
@@ -130,7 +132,6 @@ class OperationEngine:
         self._storage.save_operation(name, str(dataset), initial)
         with self._lock:
             self._running[name] = (op, context)
-            self._datasets[name] = str(dataset)
         self._executor.submit(self._run, op, context, job, str(dataset), response_type)
         return initial
 
@@ -170,20 +171,19 @@ class OperationEngine:
             self._storage.save_operation(op["name"], dataset, final)
         with self._lock:
             self._running.pop(op["name"], None)
-            self._datasets.pop(op["name"], None)
 
     def _save_periodically(self) -> None:
         """Every _SAVE_INTERVAL, save each operation whose job has run that long since its last save."""
         while not self._stop_saving.wait(_SAVE_INTERVAL / 5):
             now = time.monotonic()
             with self._lock:
-                due = [(name, op, context, self._datasets[name]) for name, (op, context) in self._running.items()
+                due = [(name, op, context) for name, (op, context) in self._running.items()
                        if context.saved_at is not None and now - context.saved_at >= _SAVE_INTERVAL]
-            for name, op, context, dataset in due:
+            for name, op, context in due:
                 with self._save_lock:
                     if op.get("done"):
                         continue  # _run saved its final state
-                    self._storage.save_operation(name, dataset, self._render(op, context))
+                    self._storage.save_operation(name, _dataset_of(name), self._render(op, context))
                     context.saved_at = time.monotonic()
 
     def _render(self, op: dict[str, Any], context: OperationContext) -> dict[str, Any]:

@@ -28,12 +28,8 @@ def stage_object(reader: GcsReader, bucket: str, name: str, staging_path: str, s
     try:
         data = reader.read(bucket, name)
     except Exception as exc:  # the object may vanish or the read may fail; that file fails alone
-        return name, read_failure(exc)
+        return name, f"could not read the object: {type(exc).__name__}: {exc}"
     return stage_data(name, data, staging_path, storage_class)
-
-
-def read_failure(exc: BaseException) -> str:
-    return f"could not read the object: {type(exc).__name__}: {exc}"
 
 
 def stage_data(name: str, data: bytes, staging_path: str, storage_class: str) -> Outcome:
