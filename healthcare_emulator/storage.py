@@ -115,7 +115,7 @@ class Storage:
         # they touch and bump _generation, so a read that raced with a change does not fill the cache.
         self._cache_lock = threading.Lock()
         self._generation = 0
-        self._dataset_cache: dict[str, str] = {}
+        self._dataset_cache: dict[str, tuple[str]] = {}
         self._store_cache: dict[str, tuple[int, str]] = {}
         self._done_operations: OrderedDict[str, str] = OrderedDict()
         with self._write_lock:
@@ -190,17 +190,22 @@ class Storage:
             db.execute("INSERT INTO datasets VALUES (?, ?, ?)", (name, parent, json.dumps(body)))
         self._forget()
 
-    def get_dataset(self, name: str) -> dict[str, Any]:
+    def _read_through(self, cache: dict[str, Any], name: str, sql: str, missing: str) -> Any:
+        """The row `sql` selects for `name`, from `cache` or SQLite (then cached unless a change raced it)."""
         with self._cache_lock:
-            text, generation = self._dataset_cache.get(name), self._generation
-        if text is None:
-            row = self._db().execute("SELECT body FROM datasets WHERE name = ?", (name,)).fetchone()
+            row, generation = cache.get(name), self._generation
+        if row is None:
+            row = self._db().execute(sql, (name,)).fetchone()
             if row is None:
-                raise NotFound(f"dataset {name} not found")
-            text = row[0]
+                raise NotFound(missing)
             with self._cache_lock:
                 if generation == self._generation:
-                    self._dataset_cache[name] = text
+                    cache[name] = row
+        return row
+
+    def get_dataset(self, name: str) -> dict[str, Any]:
+        (text,) = self._read_through(self._dataset_cache, name, "SELECT body FROM datasets WHERE name = ?",
+                                     f"dataset {name} not found")
         return json.loads(text)
 
     def put_dataset(self, name: str, body: dict[str, Any]) -> None:
@@ -239,17 +244,10 @@ class Storage:
 
     def get_store(self, name: str) -> tuple[int, dict[str, Any]]:
         """Return (internal store id, DicomStore body)."""
-        with self._cache_lock:
-            cached, generation = self._store_cache.get(name), self._generation
-        if cached is None:
-            row = self._db().execute("SELECT id, body FROM dicom_stores WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise NotFound(f"DICOM store {name} not found")
-            cached = (row[0], row[1])
-            with self._cache_lock:
-                if generation == self._generation:
-                    self._store_cache[name] = cached
-        return cached[0], json.loads(cached[1])
+        store_id, text = self._read_through(self._store_cache, name,
+                                            "SELECT id, body FROM dicom_stores WHERE name = ?",
+                                            f"DICOM store {name} not found")
+        return store_id, json.loads(text)
 
     def put_store(self, name: str, body: dict[str, Any]) -> None:
         with self._write() as db:
