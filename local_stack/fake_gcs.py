@@ -70,7 +70,9 @@ class FakeGcsServer(ManagedServer):
         return argv
 
     def environment(self) -> dict[str, str]:
-        return self._env
+        # Go's collector at its default target (GOGC=100) runs often for a server that allocates per
+        # request: 400 trades some memory (tens of MB here) for ~10% less CPU in a burst (bench-local).
+        return {"GOGC": os.environ.get("GOGC", "400"), **self._env}
 
     def ready_url(self) -> str:
         return f"{self.url}/storage/v1/b"
