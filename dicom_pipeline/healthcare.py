@@ -14,6 +14,7 @@ from .errors import TransientError, classify
 from .names import BigQueryTableUri, DicomStoreName, GcsUri
 
 _HTTP_TIMEOUT = 30
+_FIRST_POLL, _STEADY_POLLING, _MAX_POLL = 0.1, 1.0, 2.0  # seconds
 
 
 _local = threading.local()
@@ -125,13 +126,18 @@ def get_operation(endpoint: str | None, name: str) -> dict[str, Any]:
 
 def wait(endpoint: str | None, operation: dict[str, Any], bound: float) -> dict[str, Any]:
     """Poll until `done` or `bound` seconds pass; returns the last operation seen (without `done` if pending)."""
-    deadline = time.monotonic() + bound
-    delay = 0.1
+    start = time.monotonic()
+    deadline = start + bound
+    delay = _FIRST_POLL
     while not operation.get("done"):
         if time.monotonic() >= deadline:
             return operation
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, 2.0)  # a burst's operations queue: fewer polls, each a request the API serves
+        # Every 0.1 s for the first second: a batch's operation usually ends within it, and every request of
+        # the batch waits for the poll that sees it done. Then doubling to 2 s: a long import or export is
+        # polled a few times a minute, not ten times a second.
+        if time.monotonic() - start >= _STEADY_POLLING:
+            delay = min(delay * 2, _MAX_POLL)
         if "name" not in operation:
             raise TransientError("the API returned an operation without a name")
         operation = get_operation(endpoint, operation["name"])

@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pubsub-host", required=True, help="the Pub/Sub emulator, HOST:PORT")
     parser.add_argument("--trigger", type=Trigger.parse, action="append", default=[],
                         help="KIND:projects/P/subscriptions/S=URL (KIND storage or pubsub); repeatable")
-    parser.add_argument("--concurrency", type=int, default=64, help="deliveries in flight per trigger")
+    parser.add_argument("--concurrency", type=int, default=80, help="deliveries in flight per trigger")
     args = parser.parse_args(argv)
     storage = next((t.target for t in args.trigger if t.kind == "storage"), None)
     server = _AdapterServer(("127.0.0.1", args.port), storage)
