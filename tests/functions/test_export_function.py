@@ -25,6 +25,14 @@ def _stored(pipeline, count: int = 1) -> list:  # type: ignore[type-arg]
     return instances
 
 
+def _export_records(pipeline) -> tuple[dict, dict]:  # type: ignore[type-arg]
+    """(claims, batch records) under idempotency/export/, each by object name."""
+    records = {b.name: json.loads(b.download_as_bytes())
+               for b in pipeline.staging.list_blobs(prefix="idempotency/export/")}
+    batches = {name: r for name, r in records.items() if name.startswith("idempotency/export/batch-")}
+    return {name: r for name, r in records.items() if name not in batches}, batches
+
+
 def _path(pipeline, instance) -> str:  # type: ignore[no-untyped-def]
     return (f"{pipeline.store.name}/dicomWeb/studies/{instance.study_uid}/series/{instance.series_uid}"
             f"/instances/{instance.sop_uid}")
@@ -113,9 +121,12 @@ def test_a_burst_of_notifications_shares_export_operations(pipeline) -> None:
 
     assert outcomes == ["succeeded"] * len(events)
     assert sorted(pipeline.rows()) == sorted((i.sop_uid,) for i in instances)  # one row each
-    records = [json.loads(b.download_as_bytes()) for b in pipeline.staging.list_blobs(prefix="idempotency/export/")]
-    assert len(records) == len(events) and {r["status"] for r in records} == {"succeeded"}
-    operations = {r["operation"] for r in records}
+    claims, batches = _export_records(pipeline)
+    # One claim per message, naming its batch's record; the operation and its outcome once per batch.
+    assert len(claims) == len(events) and {c["status"] for c in claims.values()} == {"claimed"}
+    assert {c["batch"] for c in claims.values()} == set(batches)
+    assert {b["status"] for b in batches.values()} == {"succeeded"}
+    operations = {b["operation"] for b in batches.values()}
     filters = list(pipeline.staging.list_blobs(prefix="filters/export/"))
     # Arriving within the batch window, the twelve share far fewer operations than one each.
     assert len(operations) == len(filters) < len(events) // 2
@@ -228,6 +239,8 @@ def test_pending_export_is_followed_not_repeated(pipeline, monkeypatch) -> None:
 
     assert outcome in ("succeeded", "duplicate")
     assert pipeline.rows() == [(instance.sop_uid,)]
+    _, batches = _export_records(pipeline)  # the delivery that saw it done recorded the batch's outcome
+    assert [b["status"] for b in batches.values()] == ["succeeded"]
 
 
 def test_stale_claim_of_a_crashed_invocation_is_taken_over(pipeline) -> None:
@@ -256,3 +269,56 @@ def test_fresh_claim_of_another_invocation_raises_for_a_retry(pipeline) -> None:
     with pytest.raises(TransientError, match="in progress"):
         export_dicom_metadata(event)
     assert pipeline.rows() == []
+
+
+def test_a_redelivery_in_the_same_batch_as_its_original_is_a_duplicate(pipeline) -> None:
+    (instance,) = _stored(pipeline)
+    event = pubsub_event(_path(pipeline, instance))
+    start = threading.Barrier(2)
+
+    def deliver(_: int) -> str:
+        start.wait()  # both inside one batch window: one claim, the other delivery shares the wait
+        return export_dicom_metadata(event)
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(deliver, range(2)))
+
+    assert outcomes == ["duplicate", "succeeded"]
+    assert pipeline.rows() == [(instance.sop_uid,)]
+    claims, batches = _export_records(pipeline)
+    assert len(claims) == 1 and [b["status"] for b in batches.values()] == ["succeeded"]
+
+
+def test_a_permanently_failed_export_is_dead_lettered_once(pipeline) -> None:
+    first, second = _stored(pipeline, 2)
+    assert export_dicom_metadata(pubsub_event(_path(pipeline, first))) == "succeeded"
+    # WRITE_EMPTY into a table that has rows fails the operation (FAILED_PRECONDITION): permanent.
+    request = {"writeDisposition": "WRITE_EMPTY", "resourcePaths": [_path(pipeline, second).split("/dicomWeb")[1]]}
+    event = pubsub_event(json.dumps(request))
+
+    assert export_dicom_metadata(event) is None  # dead-lettered, acknowledged
+    (letter,) = pipeline.dead_letters("export")
+    assert "operation failed" in letter["reason"]
+    assert export_dicom_metadata(event) == "duplicate"  # the failure is recorded: a redelivery does nothing
+    assert pipeline.rows() == [(first.sop_uid,)]
+    _, batches = _export_records(pipeline)
+    assert sorted(b["status"] for b in batches.values()) == ["failed", "succeeded"]
+
+
+def test_a_claim_whose_batch_was_never_recorded_waits_then_is_taken_over(pipeline) -> None:
+    import hashlib
+    import time
+
+    (instance,) = _stored(pipeline)
+    event = pubsub_event(_path(pipeline, instance))
+    key = hashlib.sha256(event.data["message"]["messageId"].encode()).hexdigest()[:40]
+    claim = pipeline.staging.blob(f"idempotency/export/{key}.json")
+    # Claimed by a delivery that has not recorded its batch yet (or crashed before it did).
+    held = {"status": "claimed", "batch": "idempotency/export/batch-never-written.json", "started": time.time()}
+    claim.upload_from_string(json.dumps(held))
+    with pytest.raises(TransientError, match="in progress"):
+        export_dicom_metadata(event)
+
+    claim.upload_from_string(json.dumps({**held, "started": time.time() - 3600}))  # long ago: crashed
+    assert export_dicom_metadata(event) == "succeeded"
+    assert pipeline.rows() == [(instance.sop_uid,)]
