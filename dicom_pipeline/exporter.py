@@ -131,6 +131,7 @@ class _Started:
     """What a batch's leader did for everyone: the claims it won, the operation and the batch's record."""
 
     owners: dict[str, tuple[_Message, int]]  # claim name → the delivery that holds it, claim generation
+    failed: dict[str, BaseException]  # claim name → why it could not be created (that delivery raises it)
     operation: dict[str, Any] | None  # None: every claim was held already, nothing was started
     record: str | None  # gs://STAGING/idempotency/export/batch-<token>.json: the operation and its outcome
     record_generation: int | None
@@ -149,6 +150,8 @@ def export_message(settings: Settings, message: PubSubMessage, event_id: str) ->
     mine = _Message(f"idempotency/export/{key}.json", message.message_id, request.resource_paths)
     for _attempt in range(2):  # a second claim only after releasing a crashed invocation's stale one
         started, batch = _claim_and_start(settings, request, mine)
+        if mine.record_name in started.failed:
+            raise started.failed[mine.record_name]
         owner = started.owners.get(mine.record_name)
         if owner is not None and owner[0] is mine:
             operation = _wait_and_settle(settings, started)
@@ -190,18 +193,28 @@ def _start_claimed(settings: Settings, store: DicomStoreName, table: BigQueryTab
     record = f"idempotency/export/batch-{secrets.token_hex(16)}.json"
     claim = {"status": "claimed", "batch": record, "table": str(table), "time": now(), "started": time.time()}
 
-    def take(item: _Message) -> int | None:
-        return storage.create_if_absent(settings, settings.staging_bucket, item.record_name,
-                                        {**claim, "message_id": item.message_id})
+    def take(item: _Message) -> int | BaseException | None:
+        try:
+            return storage.create_if_absent(settings, settings.staging_bucket, item.record_name,
+                                            {**claim, "message_id": item.message_id})
+        except Exception as exc:  # that message fails alone; the batch goes on with the others
+            return exc
 
     owners: dict[str, tuple[_Message, int]] = {}
+    failed: dict[str, BaseException] = {}
     unique = list({item.record_name: item for item in reversed(items)}.values())  # the first delivery of each
-    with ThreadPoolExecutor(min(_CLAIM_THREADS, len(unique)), thread_name_prefix="export-claim") as pool:
-        for item, generation in zip(unique, pool.map(take, unique), strict=True):
-            if generation is not None:
-                owners[item.record_name] = (item, generation)
+    if len(unique) == 1:
+        taken = [take(unique[0])]
+    else:
+        with ThreadPoolExecutor(min(_CLAIM_THREADS, len(unique)), thread_name_prefix="export-claim") as pool:
+            taken = list(pool.map(take, unique))
+    for item, generation in zip(unique, taken, strict=True):
+        if isinstance(generation, BaseException):
+            failed[item.record_name] = generation
+        elif generation is not None:
+            owners[item.record_name] = (item, generation)
     if not owners:
-        return _Started(owners, None, None, None, str(table))
+        return _Started(owners, failed, None, None, None, str(table))
     try:
         lines = tuple(dict.fromkeys(line for owner, _ in owners.values() for line in owner.lines))
         operation = _start(settings, store, table, disposition, lines)  # no lines: an explicit whole-store export
@@ -214,7 +227,7 @@ def _start_claimed(settings: Settings, store: DicomStoreName, table: BigQueryTab
         settings, settings.staging_bucket, record,
         {"status": "pending", "operation": operation.get("name"), "table": str(table), "messages": len(owners),
          "time": now()})
-    return _Started(owners, operation, record, record_generation, str(table))
+    return _Started(owners, failed, operation, record, record_generation, str(table))
 
 
 def _start(settings: Settings, store: DicomStoreName, table: BigQueryTableUri, disposition: str,

@@ -7,11 +7,12 @@ otherwise it reads real Cloud Storage with application default credentials.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import threading
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from .errors import InvalidArgument
 from .names import parse_gcs_uri
@@ -87,6 +88,8 @@ class SourceObject:
 class GcsReader:
     """Lists and reads objects; one storage client per thread (their HTTP sessions are not shared)."""
 
+    list_page_size = 1000  # objects per listing request (the JSON API's maximum)
+
     def __init__(self, emulator_host: str | None = None, *, from_env: bool = True) -> None:
         # Captured once, so the emulator keeps reading the same Cloud Storage whatever the env does later.
         # from_env=False: exactly `emulator_host` (None = real Cloud Storage), as import workers need.
@@ -107,8 +110,10 @@ class GcsReader:
     def list_matching(self, pattern: ObjectPattern) -> list[SourceObject]:
         from google.api_core import exceptions
 
-        client = self._client()
         try:
+            if self._emulator_host and pattern.regex is not None:
+                return self._list_from_emulator(pattern)
+            client = self._client()
             if pattern.regex is None:
                 blob = client.bucket(pattern.bucket).get_blob(pattern.prefix)
                 return [] if blob is None else [SourceObject(blob.name, blob.size or 0)]
@@ -118,6 +123,20 @@ class GcsReader:
             from .errors import NotFound
 
             raise NotFound(f"Cloud Storage bucket gs://{pattern.bucket} not found") from None
+
+    def _list_from_emulator(self, pattern: ObjectPattern) -> list[SourceObject]:
+        """The JSON API listing, page by page, on the kept-alive connection (as _get_from_emulator says why)."""
+        found: list[SourceObject] = []
+        token = None
+        while True:
+            query = {"prefix": pattern.prefix, "maxResults": str(self.list_page_size), **({"pageToken": token} if token else {})}
+            page = json.loads(self._get_from_emulator(f"/storage/v1/b/{quote(pattern.bucket, safe='')}/o?"
+                                                      f"{urlencode(query)}"))
+            found += [SourceObject(item["name"], int(item.get("size") or 0)) for item in page.get("items", ())
+                      if pattern.matches(item["name"])]
+            token = page.get("nextPageToken")
+            if not token:
+                return found
 
     def read(self, bucket: str, name: str) -> bytes:
         if self._emulator_host:

@@ -75,3 +75,22 @@ def test_import_reads_exactly_the_matching_objects_and_keeps_the_storage_class(h
             with pytest.raises(HttpError) as raised:
                 request.execute()
             assert raised.value.status_code == 404
+
+
+def test_listing_follows_every_page(fake_gcs, new_bucket):
+    from healthcare_emulator.gcs import GcsReader
+
+    bucket = new_bucket()
+    for i in range(23):
+        bucket.blob(f"p/{i:02d}.dcm").upload_from_string(b"x" * i)
+    bucket.blob("p/sub/deeper.dcm").upload_from_string(b"x")
+    reader = GcsReader(fake_gcs.url, from_env=False)
+    reader.list_page_size = 5  # five pages and a bit: every page token is followed
+
+    flat = reader.list_matching(parse_object_pattern(f"gs://{bucket.name}/p/*"))
+    assert [(o.name, o.size) for o in flat] == [(f"p/{i:02d}.dcm", i) for i in range(23)]
+    assert len(reader.list_matching(parse_object_pattern(f"gs://{bucket.name}/p/**"))) == 24
+    from healthcare_emulator.errors import NotFound
+
+    with pytest.raises(NotFound, match="gs://no-such-bucket-here not found"):
+        reader.list_matching(parse_object_pattern("gs://no-such-bucket-here/p/*"))
