@@ -129,7 +129,9 @@ class GcsReader:
         found: list[SourceObject] = []
         token = None
         while True:
-            query = {"prefix": pattern.prefix, "maxResults": str(self.list_page_size), **({"pageToken": token} if token else {})}
+            query = {"prefix": pattern.prefix, "maxResults": str(self.list_page_size)}
+            if token:
+                query["pageToken"] = token
             page = json.loads(self._get_from_emulator(f"/storage/v1/b/{quote(pattern.bucket, safe='')}/o?"
                                                       f"{urlencode(query)}"))
             found += [SourceObject(item["name"], int(item.get("size") or 0)) for item in page.get("items", ())
