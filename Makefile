@@ -46,6 +46,7 @@ emulator: setup
 
 bench: setup
 	$(PY) bench/import_throughput.py
+	$(PY) bench/gcs_calls.py
 	$(PY) bench/export_bigquery.py
 	$(PY) bench/export_png.py
 	$(PY) bench/functions_cold_start.py
