@@ -47,7 +47,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     text = "".join(f"{line}\n" for line in lines)
     if args.output.startswith("gs://"):
         target = GcsUri.from_string(args.output)
-        storage.write_text(storage_settings(), target.bucket, target.name, text)
+        # Through google-cloud-storage, as the CLI's reads: it honours the proxy settings an operator's machine
+        # may need (the functions' lean calls in dicom_pipeline.storage do not read them).
+        settings = storage_settings()
+        blob = storage.client(settings.storage_emulator_host, settings.project).bucket(target.bucket).blob(target.name)
+        blob.upload_from_string(text, content_type="text/plain")
     else:
         Path(args.output).write_text(text, encoding="utf-8")
     if args.format == "json":
