@@ -261,8 +261,15 @@ def _wait_and_settle(settings: Settings, started: _Started) -> dict[str, Any]:
 
 
 def _settle_batch(settings: Settings, record: str, generation: int | None, operation: dict[str, Any]) -> None:
-    """Only over the generation seen: whoever settles first records it, a later attempt changes nothing."""
-    status = "failed" if "error" in operation else "succeeded"
+    """Record a done operation's outcome, only over the generation seen: whoever settles first records it, a
+    later attempt changes nothing. A failure a retry may mend is not recorded: the claims' holders release
+    them and raise, and a redelivery that reads this record meanwhile must raise too, not answer duplicate
+    (its acknowledgement would end the message whose export failed)."""
+    status = "succeeded"
+    if "error" in operation:
+        if not isinstance(classify_operation_error(operation["error"], "export"), PermanentError):
+            return
+        status = "failed"
     storage.replace_json(settings, settings.staging_bucket, record,
                          {"status": status, "operation": operation.get("name"),
                           "finished": datetime.now(UTC).isoformat()}, generation)

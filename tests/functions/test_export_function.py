@@ -322,3 +322,44 @@ def test_a_claim_whose_batch_was_never_recorded_waits_then_is_taken_over(pipelin
     claim.upload_from_string(json.dumps({**held, "started": time.time() - 3600}))  # long ago: crashed
     assert export_dicom_metadata(event) == "succeeded"
     assert pipeline.rows() == [(instance.sop_uid,)]
+
+
+def test_a_transiently_failed_export_releases_its_claims_and_redeliveries_raise(pipeline, monkeypatch) -> None:
+    import functools
+    import hashlib
+    import subprocess
+    import sys
+
+    from healthcare_emulator import bigquery_export, warehouse
+
+    (instance,) = _stored(pipeline)
+    # Another process holds the warehouse file of the table's project: the emulator's write gives up with
+    # UNAVAILABLE (14), a failure a retry may mend, so nothing may answer "duplicate" for this message.
+    monkeypatch.setattr(bigquery_export, "write_rows", functools.partial(warehouse.write_rows, timeout=0.5))
+    path = warehouse.database_path(pipeline.data_dir, "locked-project")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]);"
+                               " print('held', flush=True); sys.stdin.read()", str(path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        request = {"table": "bq://locked-project.ds.instances",
+                   "resourcePaths": [_path(pipeline, instance).split("/dicomWeb")[1]]}
+        event = pubsub_event(json.dumps(request))
+
+        with pytest.raises(TransientError, match="code 14"):
+            export_dicom_metadata(event)
+        claims, batches = _export_records(pipeline)
+        assert claims == {}  # released: the platform's retry exports again
+        ((name, batch),) = batches.items()
+        assert batch["status"] == "pending"  # a failure a retry may mend is not recorded as the outcome
+
+        # A redelivery that finds a claim naming that batch (its holder has not released it yet) must not
+        # acknowledge the message as a duplicate: it raises as well.
+        key = hashlib.sha256(event.data["message"]["messageId"].encode()).hexdigest()[:40]
+        pipeline.staging.blob(f"idempotency/export/{key}.json").upload_from_string(
+            json.dumps({"status": "claimed", "batch": name, "started": 0}))
+        with pytest.raises(TransientError, match="failed"):
+            export_dicom_metadata(event)
+    finally:
+        holder.communicate("")  # stdin closed: the holder exits and lets go of the file
