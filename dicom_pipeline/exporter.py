@@ -157,7 +157,10 @@ def export_message(settings: Settings, message: PubSubMessage, event_id: str) ->
             operation = _wait_and_settle(settings, started)
             return _finish(settings, mine.record_name, owner[1], started, operation, event_id, instance, batch)
         if owner is not None:  # a redelivery served in the same batch as the delivery holding the claim
-            _wait_and_settle(settings, started)
+            operation = _wait_and_settle(settings, started)
+            if "error" in operation and not _is_permanent(operation):
+                # Its holder releases the claim and raises; acknowledging this delivery would end the message.
+                raise TransientError("the export this message belongs to failed; retry")
             return _duplicate(event_id, instance, started.record, "in the same batch as another delivery")
         outcome = _follow_existing(settings, mine.record_name, event_id, instance)
         if outcome is not None:
@@ -267,12 +270,16 @@ def _settle_batch(settings: Settings, record: str, generation: int | None, opera
     (its acknowledgement would end the message whose export failed)."""
     status = "succeeded"
     if "error" in operation:
-        if not isinstance(classify_operation_error(operation["error"], "export"), PermanentError):
+        if not _is_permanent(operation):
             return
         status = "failed"
     storage.replace_json(settings, settings.staging_bucket, record,
                          {"status": status, "operation": operation.get("name"),
                           "finished": datetime.now(UTC).isoformat()}, generation)
+
+
+def _is_permanent(operation: dict[str, Any]) -> bool:
+    return isinstance(classify_operation_error(operation["error"], "export"), PermanentError)
 
 
 def _follow_existing(settings: Settings, record_name: str, event_id: str, instance: str | None) -> str | None:

@@ -361,5 +361,20 @@ def test_a_transiently_failed_export_releases_its_claims_and_redeliveries_raise(
             json.dumps({"status": "claimed", "batch": name, "started": 0}))
         with pytest.raises(TransientError, match="failed"):
             export_dicom_metadata(event)
+
+        # Two deliveries served in one batch: the one without the claim raises too, not "duplicate".
+        pipeline.staging.blob(f"idempotency/export/{key}.json").delete()
+        start = threading.Barrier(2)
+
+        def deliver(_: int) -> str:
+            start.wait()
+            try:
+                return str(export_dicom_metadata(event))
+            except TransientError as exc:
+                return f"raised: {exc}"
+
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = list(pool.map(deliver, range(2)))
+        assert all(o.startswith("raised:") for o in outcomes), outcomes
     finally:
         holder.communicate("")  # stdin closed: the holder exits and lets go of the file
