@@ -4,7 +4,7 @@ The functions make four to seven small Cloud Storage calls per instance (a range
 and outcome records). Through google-cloud-storage each costs about 0.8 ms of client CPU, of which the
 request itself is a third: the rest is Blob/ACL objects, retry wrappers, tracing spans and `requests`.
 google-auth's `AuthorizedHttp` (credentials, token refresh) over a urllib3 pool (keep-alive, thread safety,
-retries) makes the same JSON API requests for 0.2–0.3 ms (bench/gcs_calls.py). `client()` keeps the full
+retries) makes the same JSON API requests for about 0.3 ms (bench/gcs_calls.py). `client()` keeps the full
 library for the CLI's reads.
 """
 
@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import secrets
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -37,29 +38,39 @@ class StorageHttpError(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class _Api:
+    http: Any  # google.auth.transport.urllib3.AuthorizedHttp
+    base: str  # scheme://host, no trailing slash
+
+
 @functools.cache
-def _api(emulator_host: str | None) -> Any:
-    """google-auth's AuthorizedHttp over one urllib3 connection pool for the endpoint's host: requests take
-    a path, so urllib3 does not parse a URL and look up a pool on every call (a fifth of a call's CPU)."""
+def _api(emulator_host: str | None) -> _Api:
     import google.auth
-    import urllib3
-    from google.auth.transport.urllib3 import AuthorizedHttp
 
     if emulator_host:
         from google.auth.credentials import AnonymousCredentials
 
-        credentials: Any = AnonymousCredentials()
-        base = emulator_host if "://" in emulator_host else f"http://{emulator_host}"
-    else:
-        credentials, _ = google.auth.default(scopes=_SCOPES)
-        base = _PRODUCTION_ENDPOINT
+        return authorized(AnonymousCredentials(), emulator_host if "://" in emulator_host else f"http://{emulator_host}")
+    credentials, _ = google.auth.default(scopes=_SCOPES)
+    return authorized(credentials, _PRODUCTION_ENDPOINT)
+
+
+def authorized(credentials: Any, base: str) -> _Api:
+    """google-auth's AuthorizedHttp over a urllib3 PoolManager, for the JSON API at `base`.
+
+    A PoolManager and not one pool for the API's host (a little cheaper per call): the credentials refresh
+    their token through the same object, from the metadata server or a token endpoint on another host.
+    """
+    import urllib3
+    from google.auth.transport.urllib3 import AuthorizedHttp
+
     retries = urllib3.Retry(total=4, connect=3, read=2, status=3, backoff_factor=0.25,
                             status_forcelist=_RETRY_STATUSES, allowed_methods=None, raise_on_status=False,
                             respect_retry_after_header=True)
     # One keep-alive connection per concurrent request (gen2 serves up to THREADS at once, copies run 8 wide).
-    pool = urllib3.connection_from_url(base.rstrip("/"), maxsize=128, retries=retries,
-                                       timeout=urllib3.Timeout(connect=10, read=60))
-    return AuthorizedHttp(credentials, http=pool)
+    pool = urllib3.PoolManager(maxsize=128, retries=retries, timeout=urllib3.Timeout(connect=10, read=60))
+    return _Api(AuthorizedHttp(credentials, http=pool), base.rstrip("/"))
 
 
 def _object_path(bucket: str, name: str) -> str:
@@ -69,9 +80,10 @@ def _object_path(bucket: str, name: str) -> str:
 def _call(settings: Any, what: str, method: str, path: str, params: dict[str, Any] | None = None,
           body: bytes | None = None, headers: dict[str, str] | None = None, **options: Any) -> Any:
     """The urllib3 response (any status); a connection failure left after the retries is classified."""
-    url = f"{path}?{urlencode(params)}" if params else path
+    api = _api(settings.storage_emulator_host)
+    url = f"{api.base}{path}?{urlencode(params)}" if params else f"{api.base}{path}"
     try:
-        return _api(settings.storage_emulator_host).request(method, url, body=body, headers=headers, **options)
+        return api.http.request(method, url, body=body, headers=headers, **options)
     except Exception as exc:
         raise classify(exc, what) from exc
 

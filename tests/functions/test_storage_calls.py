@@ -108,3 +108,55 @@ def test_an_unreachable_endpoint_is_transient() -> None:
         port = probe.getsockname()[1]
     with pytest.raises(TransientError, match=r"reading gs://b/r.json"):
         storage.read_json(_Settings(f"http://127.0.0.1:{port}"), "b", "r.json")
+
+
+def test_credentials_refresh_through_the_transport_from_another_host(fake_gcs, new_bucket) -> None:
+    """In production the token comes from the metadata server, another host than the API's: the refresh
+    goes through the same AuthorizedHttp, so the transport must reach any host. A token endpoint on
+    loopback stands in for the metadata server (which cannot run here)."""
+    import datetime
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import google.auth.credentials
+
+    served: list[str] = []
+
+    class TokenEndpoint(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            served.append(self.path)
+            body = json.dumps({"access_token": f"token-{len(served)}", "expires_in": 3600}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class EndpointCredentials(google.auth.credentials.Credentials):
+        def __init__(self, url: str):
+            super().__init__()
+            self.url = url
+
+        def refresh(self, request) -> None:  # type: ignore[no-untyped-def]
+            response = request(url=self.url, method="GET")
+            assert response.status == 200, response.data
+            self.token = json.loads(response.data)["access_token"]
+            self.expiry = datetime.datetime.utcnow() + datetime.timedelta(hours=1)  # naive UTC, as google-auth
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), TokenEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        credentials = EndpointCredentials(f"http://127.0.0.1:{server.server_port}/token")
+        api = storage.authorized(credentials, fake_gcs.url)
+        bucket = new_bucket()
+        for _ in range(3):
+            response = api.http.request("GET", f"{api.base}/storage/v1/b/{bucket.name}/o")
+            assert response.status == 200
+        assert served == ["/token"]  # one refresh, then the token is reused
+        assert credentials.token == "token-1"
+    finally:
+        server.shutdown()
+        server.server_close()
