@@ -22,6 +22,13 @@ def storage_settings() -> SimpleNamespace:
                            project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None)
 
 
+def _blob(uri: GcsUri) -> Any:
+    """The object through google-cloud-storage, for reads and writes alike: it honours the proxy settings an
+    operator's machine may need (the functions' lean calls in dicom_pipeline.storage do not read them)."""
+    settings = storage_settings()
+    return storage.client(settings.storage_emulator_host, settings.project).bucket(uri.bucket).blob(uri.name)
+
+
 def lines_from_rows(columns: list[str], rows: list[tuple[Any, ...]]) -> list[str]:
     """One line per distinct row at the deepest level selected (study, series or instance), in row order."""
     if "StudyInstanceUID" not in columns:
@@ -47,11 +54,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     text = "".join(f"{line}\n" for line in lines)
     if args.output.startswith("gs://"):
         target = GcsUri.from_string(args.output)
-        # Through google-cloud-storage, as the CLI's reads: it honours the proxy settings an operator's machine
-        # may need (the functions' lean calls in dicom_pipeline.storage do not read them).
-        settings = storage_settings()
-        blob = storage.client(settings.storage_emulator_host, settings.project).bucket(target.bucket).blob(target.name)
-        blob.upload_from_string(text, content_type="text/plain")
+        _blob(target).upload_from_string(text, content_type="text/plain")
     else:
         Path(args.output).write_text(text, encoding="utf-8")
     if args.format == "json":
@@ -64,11 +67,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     if args.file.startswith("gs://"):
         source = GcsUri.from_string(args.file)
-        settings = storage_settings()
         try:
-            blob = storage.client(settings.storage_emulator_host, settings.project).bucket(source.bucket) \
-                .blob(source.name)
-            text = blob.download_as_bytes().decode("utf-8")
+            text = _blob(source).download_as_bytes().decode("utf-8")
         except Exception as exc:
             from .permissions import is_permission_denied
 

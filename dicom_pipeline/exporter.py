@@ -135,7 +135,6 @@ class _Started:
     operation: dict[str, Any] | None  # None: every claim was held already, nothing was started
     record: str | None  # gs://STAGING/idempotency/export/batch-<token>.json: the operation and its outcome
     record_generation: int | None
-    table: str
 
 
 def export_message(settings: Settings, message: PubSubMessage, event_id: str) -> str:
@@ -155,7 +154,7 @@ def export_message(settings: Settings, message: PubSubMessage, event_id: str) ->
         owner = started.owners.get(mine.record_name)
         if owner is not None and owner[0] is mine:
             operation = _wait_and_settle(settings, started)
-            return _finish(settings, mine.record_name, owner[1], started, operation, event_id, instance, batch)
+            return _finish(settings, mine.record_name, owner[1], request, operation, event_id, instance, batch)
         if owner is not None:  # a redelivery served in the same batch as the delivery holding the claim
             operation = _wait_and_settle(settings, started)
             if "error" in operation and not _is_permanent(operation):
@@ -217,7 +216,7 @@ def _start_claimed(settings: Settings, store: DicomStoreName, table: BigQueryTab
         elif generation is not None:
             owners[item.record_name] = (item, generation)
     if not owners:
-        return _Started(owners, failed, None, None, None, str(table))
+        return _Started(owners, failed, None, None, None)
     try:
         lines = tuple(dict.fromkeys(line for owner, _ in owners.values() for line in owner.lines))
         operation = _start(settings, store, table, disposition, lines)  # no lines: an explicit whole-store export
@@ -230,7 +229,7 @@ def _start_claimed(settings: Settings, store: DicomStoreName, table: BigQueryTab
         settings, settings.staging_bucket, record,
         {"status": "pending", "operation": operation.get("name"), "table": str(table), "messages": len(owners),
          "time": now()})
-    return _Started(owners, failed, operation, record, record_generation, str(table))
+    return _Started(owners, failed, operation, record, record_generation)
 
 
 def _start(settings: Settings, store: DicomStoreName, table: BigQueryTableUri, disposition: str,
@@ -314,7 +313,7 @@ def _follow_existing(settings: Settings, record_name: str, event_id: str, instan
     return None
 
 
-def _finish(settings: Settings, record_name: str, generation: int, started: _Started, operation: dict[str, Any],
+def _finish(settings: Settings, record_name: str, generation: int, request: ExportRequest, operation: dict[str, Any],
             event_id: str, instance: str | None, batch: int) -> str:
     """This delivery holds the claim: report the batch's outcome for its message."""
     name = operation.get("name")
@@ -331,7 +330,7 @@ def _finish(settings: Settings, record_name: str, generation: int, started: _Sta
             storage.delete(settings, settings.staging_bucket, record_name, if_generation_match=generation)
         raise with_operation(error, name)  # a permanent failure stays recorded in the batch's record
     logs.log(logging.INFO, "export: succeeded", event_id=event_id, instance=instance, operation=name,
-             table=started.table, outcome="succeeded", batch=batch)
+             table=str(request.table), outcome="succeeded", batch=batch)
     return "succeeded"
 
 

@@ -5,7 +5,7 @@ and outcome records). Through google-cloud-storage each costs about 0.8 ms of cl
 request itself is a third: the rest is Blob/ACL objects, retry wrappers, tracing spans and `requests`.
 google-auth's `AuthorizedHttp` (credentials, token refresh) over a urllib3 pool (keep-alive, thread safety,
 retries) makes the same JSON API requests for about 0.3 ms (bench/gcs_calls.py). `client()` keeps the full
-library for the CLI's reads.
+library for the CLI.
 """
 
 from __future__ import annotations
@@ -96,13 +96,9 @@ def _fail(response: Any) -> StorageHttpError:
     return StorageHttpError(response.status, str(reason))
 
 
-def client(emulator_host: str | None, project: str | None) -> Any:
-    """The full google-cloud-storage client (the CLI's reads), built once per endpoint."""
-    return _client(emulator_host, project)
-
-
 @functools.cache
-def _client(emulator_host: str | None, project: str | None) -> Any:
+def client(emulator_host: str | None, project: str | None) -> Any:
+    """The full google-cloud-storage client (the CLI's calls), built once per endpoint."""
     # google-cloud-storage 3.x fetches each bucket's metadata in a background thread only to label tracing
     # spans: an extra request per bucket, for traces we do not emit.
     os.environ.setdefault("DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA", "true")
