@@ -4,10 +4,13 @@ Notifications for WRITE_APPEND that arrive together (a burst: gen2 serves many r
 one export operation whose filter lists all their instances: one operation per burst instead of one per
 instance, which is what keeps a large import inside the API's operation quota.
 
-Each message is claimed once (`idempotency/export/<hash of messageId>.json`, create-if-absent), and the claim
-names its batch's record (`idempotency/export/batch-<token>.json`), which holds the operation and, once it
-is done, its outcome: one write per message and two per batch, so a redelivery still follows the operation
-that exported its message and never starts another.
+Each stored instance is claimed once (`idempotency/export/instance-<hash of its path>.json`, create-if-absent;
+an explicit request: `<hash of messageId>.json`), and the claim names its batch's record
+(`idempotency/export/batch-<token>.json`). The record is written before the export call (the intent), then
+holds the operation and, once it is done, its outcome: a redelivery follows the operation that exported its
+instance and never starts another. A call whose answer is lost (5xx, timeout, dropped connection) may have
+started the export: its claims are kept and the record says "unknown"; the reconciler (reconciler.py) then
+exports the instances that have no row once no export is running, so no instance gets two rows or none.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class ExportRequest:
     write_disposition: str
     resource_paths: tuple[str, ...]  # filter lines; empty only for an explicit whole-store export
     whole_store: bool = False
+    notification: bool = False  # one stored instance, claimed per instance (claim_name)
 
 
 def parse_message(message: PubSubMessage, settings: Settings) -> ExportRequest | None:
@@ -72,7 +76,8 @@ def parse_message(message: PubSubMessage, settings: Settings) -> ExportRequest |
     action = message.attributes.get("action")
     if action is not None and action not in _STORING_ACTIONS:
         return None
-    return ExportRequest(path.store, _table(settings), settings.write_disposition, (path.filter_line,))
+    return ExportRequest(path.store, _table(settings), settings.write_disposition, (path.filter_line,),
+                         notification=True)
 
 
 def _table(settings: Settings, given: Any = None) -> BigQueryTableUri:
@@ -145,8 +150,8 @@ def export_message(settings: Settings, message: PubSubMessage, event_id: str) ->
                  "adds no row", event_id=event_id, outcome="skipped")
         return "skipped"
     instance = request.resource_paths[0] if len(request.resource_paths) == 1 else None
-    key = hashlib.sha256(message.message_id.encode()).hexdigest()[:40]
-    mine = _Message(f"idempotency/export/{key}.json", message.message_id, request.resource_paths)
+    name = instance_claim(instance) if request.notification and instance else message_claim(message.message_id)
+    mine = _Message(name, message.message_id, request.resource_paths)
     for _attempt in range(2):  # a second claim only after releasing a crashed invocation's stale one
         started, batch = _claim_and_start(settings, request, mine)
         if mine.record_name in started.failed:
@@ -165,6 +170,17 @@ def export_message(settings: Settings, message: PubSubMessage, event_id: str) ->
         if outcome is not None:
             return outcome
     raise TransientError("another invocation took over the stale export claim; retry")
+
+
+def instance_claim(filter_line: str) -> str:
+    """A stored instance's claim: every notification of it and the reconciler claim the same object, so
+    whichever comes first exports it and the others follow that export."""
+    return f"idempotency/export/instance-{hashlib.sha256(filter_line.encode()).hexdigest()[:40]}.json"
+
+
+def message_claim(message_id: str) -> str:
+    """An explicit request's claim: per message (its redeliveries), since it may list anything."""
+    return f"idempotency/export/{hashlib.sha256(message_id.encode()).hexdigest()[:40]}.json"
 
 
 def _claim_and_start(settings: Settings, request: ExportRequest, mine: _Message) -> tuple[_Started, int]:
@@ -217,31 +233,53 @@ def _start_claimed(settings: Settings, store: DicomStoreName, table: BigQueryTab
             owners[item.record_name] = (item, generation)
     if not owners:
         return _Started(owners, failed, None, None, None)
+    lines = tuple(dict.fromkeys(line for owner, _ in owners.values() for line in owner.lines))
     try:
-        lines = tuple(dict.fromkeys(line for owner, _ in owners.values() for line in owner.lines))
-        operation = _start(settings, store, table, disposition, lines)  # no lines: an explicit whole-store export
+        filter_uri = _write_filter(settings, lines)  # no lines: an explicit whole-store export
+        # The intent, before the call: a crash from here on leaves a record that says an export may have
+        # started, so neither a redelivery nor a stale claim can start it again (see _follow_existing).
+        intent = {"table": str(table), "messages": len(owners), "time": now(), "started": time.time()}
+        intent_generation = storage.create_if_absent(settings, settings.staging_bucket, record,
+                                                     {"status": "starting", **intent})
     except BaseException:
-        # Nothing was started: release the claims so the platform's retry can do the work.
-        for name, (_, generation) in owners.items():
-            storage.delete(settings, settings.staging_bucket, name, if_generation_match=generation)
+        _release(settings, owners)  # nothing was started: the platform's retry can do the work
         raise
-    record_generation = storage.create_if_absent(
+    try:
+        operation = healthcare.export_to_bigquery(settings.healthcare_api_endpoint, store, table, disposition,
+                                                  filter_uri)
+    except Exception as exc:
+        if healthcare.was_refused(exc):  # the API refused it or was never reached: nothing was started
+            _release(settings, owners)
+            storage.delete(settings, settings.staging_bucket, record, if_generation_match=intent_generation)
+            raise
+        # The request may have been carried out and only its answer lost: releasing the claims could export
+        # twice. They stay with a record saying so; the reconciler exports whatever has no row once no
+        # export is running, which is exact whichever way the call went.
+        storage.replace_json(settings, settings.staging_bucket, record,
+                             {"status": "unknown", **intent, "failed": time.time()}, intent_generation)
+        logs.log(logging.WARNING, f"export: outcome unknown, claims kept for the reconciler: {exc}",
+                 record=record, outcome="unknown", batch=len(owners))
+        raise TransientError(f"dicomStores.export: outcome unknown ({exc}); left to the reconciler") from exc
+    record_generation = storage.replace_json(
         settings, settings.staging_bucket, record,
-        {"status": "pending", "operation": operation.get("name"), "table": str(table), "messages": len(owners),
-         "time": now()})
+        {"status": "pending", "operation": operation.get("name"), **intent}, intent_generation)
     return _Started(owners, failed, operation, record, record_generation)
 
 
-def _start(settings: Settings, store: DicomStoreName, table: BigQueryTableUri, disposition: str,
-           lines: tuple[str, ...]) -> dict[str, Any]:
-    filter_uri = None
-    if lines:
-        # Named by content: a retried batch of the same instances rewrites the same file.
-        text = "\n".join(lines) + "\n"
-        name = hashlib.sha256(text.encode()).hexdigest()[:40]
-        filter_uri = GcsUri(settings.staging_bucket, f"filters/export/{name}.txt")
-        storage.write_text(settings, filter_uri.bucket, filter_uri.name, text)
-    return healthcare.export_to_bigquery(settings.healthcare_api_endpoint, store, table, disposition, filter_uri)
+def _release(settings: Settings, owners: dict[str, tuple[_Message, int]]) -> None:
+    for name, (_, generation) in owners.items():
+        storage.delete(settings, settings.staging_bucket, name, if_generation_match=generation)
+
+
+def _write_filter(settings: Settings, lines: tuple[str, ...]) -> GcsUri | None:
+    if not lines:
+        return None
+    # Named by content: a retried batch of the same instances rewrites the same file.
+    text = "\n".join(lines) + "\n"
+    name = hashlib.sha256(text.encode()).hexdigest()[:40]
+    filter_uri = GcsUri(settings.staging_bucket, f"filters/export/{name}.txt")
+    storage.write_text(settings, filter_uri.bucket, filter_uri.name, text)
+    return filter_uri
 
 
 _batches: Coalescer[_Message, _Started] = Coalescer(_export_batch)
@@ -295,8 +333,18 @@ def _follow_existing(settings: Settings, record_name: str, event_id: str, instan
     if batch is not None:
         (batch_record, batch_generation) = batch
         name = batch_record.get("operation")
-        if batch_record.get("status") in ("succeeded", "failed"):
-            return _duplicate(event_id, instance, name, f"already handled ({batch_record['status']})")
+        batch_status = batch_record.get("status")
+        if batch_status in ("succeeded", "failed"):
+            return _duplicate(event_id, instance, name, f"already handled ({batch_status})")
+        if batch_status == "starting" and time.time() - float(batch_record.get("started", 0)) < STALE_CLAIM_SECONDS:
+            raise TransientError("export of this message is being started by another invocation")
+        if batch_status in ("starting", "unknown"):
+            # Started, or maybe started, by an invocation that crashed or lost the answer: starting it again
+            # could append twice. Acknowledged; the reconciler exports the instances that got no row.
+            logs.log(logging.WARNING, f"export: redelivered message's export has an unknown outcome ({batch_status});"
+                     " left to the reconciler", event_id=event_id, instance=instance, record=batch_name,
+                     outcome="unresolved")
+            return "unresolved"
         operation = healthcare.get_operation(settings.healthcare_api_endpoint, name)
         if not operation.get("done"):
             logs.log(logging.WARNING, "export: redelivered message's operation still running; recorded as pending",
@@ -307,7 +355,9 @@ def _follow_existing(settings: Settings, record_name: str, event_id: str, instan
         _settle_batch(settings, batch_name, batch_generation, operation)  # its holder may be gone
         return _duplicate(event_id, instance, name, "exported by another delivery")
     if time.time() - float(record.get("started", 0)) < STALE_CLAIM_SECONDS:
-        # Another delivery holds the claim and has not started its export yet: come back later.
+        # Another delivery holds the claim and has not recorded its intent yet: come back later. Past the
+        # bound (longer than a function may run) its holder is gone, and it never started an export: the
+        # intent is recorded before the call.
         raise TransientError("export of this message is in progress in another invocation")
     storage.delete(settings, settings.staging_bucket, record_name, if_generation_match=generation)
     return None

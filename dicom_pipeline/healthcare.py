@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -9,12 +11,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from . import logs
 from .batching import SharedCall
-from .errors import TransientError, classify
+from .errors import TransientError, classify, http_status
 from .names import BigQueryTableUri, DicomStoreName, GcsUri
 
 _HTTP_TIMEOUT = 30
 _FIRST_POLL, _STEADY_POLLING, _MAX_POLL = 0.1, 1.0, 2.0  # seconds
+# Idempotent calls (operations.get/list) are retried in-process this many times, backing off from 0.2 s:
+# one transient fault then costs one poll, not every delivery waiting on it.
+_READ_ATTEMPTS, _FIRST_BACKOFF, _MAX_BACKOFF = 5, 0.2, 3.2
 
 
 _local = threading.local()
@@ -47,6 +53,43 @@ def _execute(request: Any, what: str) -> dict[str, Any]:
         return request.execute(num_retries=0)
     except Exception as exc:
         raise classify(exc, what) from exc
+
+
+def _read(endpoint: str | None, call: Any, what: str) -> dict[str, Any]:
+    """An idempotent call (`call(clients)` builds the request), retried with backoff on a transient failure;
+    one WARNING line per retry. Never used for calls that start work (import, export): those are not
+    idempotent, and repeating one could do the work twice."""
+    delay = _FIRST_BACKOFF
+    for attempt in range(1, _READ_ATTEMPTS + 1):
+        try:
+            with _lend(endpoint) as api:
+                return _execute(call(api), what)
+        except TransientError as exc:
+            if attempt == _READ_ATTEMPTS:
+                raise
+            logs.log(logging.WARNING, f"{what}: attempt {attempt} of {_READ_ATTEMPTS} failed, retrying in "
+                     f"{delay:.1f} s: {exc}", outcome="retry")
+            time.sleep(delay)
+            delay = min(delay * 2, _MAX_BACKOFF)
+    raise AssertionError("unreachable")
+
+
+def was_refused(exc: BaseException) -> bool:
+    """True when a failed call certainly did nothing: the API answered with a refusal (4xx, 429 included) or
+    no connection was ever made. A 5xx, a timeout or a dropped connection leaves the outcome unknown: the
+    request may have been carried out and only its answer lost."""
+    status = http_status(exc)
+    if status is not None:
+        return 400 <= status < 500
+    from urllib3.exceptions import NewConnectionError
+
+    seen: list[BaseException] = [exc]
+    while seen:
+        current = seen.pop()
+        if isinstance(current, ConnectionRefusedError | NewConnectionError):
+            return True
+        seen.extend(e for e in (current.__cause__, getattr(current, "reason", None)) if isinstance(e, BaseException))
+    return False
 
 
 @dataclass
@@ -112,16 +155,71 @@ def import_dicom(endpoint: str | None, store: DicomStoreName, source: GcsUri,
 
 def export_to_bigquery(endpoint: str | None, store: DicomStoreName, table: BigQueryTableUri,
                        write_disposition: str, filter_uri: GcsUri | None) -> dict[str, Any]:
+    """Start an export, sending the request at most once (see _send_once); the caller tells a refusal from an
+    unknown outcome with was_refused()."""
     body: dict[str, Any] = {"bigqueryDestination": {"tableUri": str(table), "writeDisposition": write_disposition}}
     if filter_uri is not None:
         body["filterConfig"] = {"resourcePathsGcsUri": str(filter_uri)}
     with _lend(endpoint) as api:
-        return _execute(api.dicom_stores.export(name=str(store), body=body), "dicomStores.export")
+        return _send_once(api.dicom_stores.export(name=str(store), body=body), "dicomStores.export")
+
+
+class ApiHttpError(Exception):
+    """An HTTP answer other than success; `code` is the status (read by errors.classify)."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(f"HTTP {code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+_once_pools: dict[int, Any] = {}
+
+
+def _send_once(request: Any, what: str) -> dict[str, Any]:
+    """Send a request that starts work exactly once. httplib2 (under googleapiclient) sends a request again,
+    POST included, when the connection drops before the answer (BadStatusLine on a first try, whatever its
+    RETRIES): a lost answer would then start a second export. urllib3 only retries a connection that was
+    never made, and POST is not in its read-retry methods."""
+    import urllib3
+    from google.auth.transport.urllib3 import AuthorizedHttp
+
+    credentials = request.http.credentials
+    http = _once_pools.get(id(credentials))
+    if http is None:
+        pool = urllib3.PoolManager(maxsize=16, retries=urllib3.Retry(total=2, connect=2, read=0, status=0,
+                                                                      other=0, redirect=0),
+                                   timeout=urllib3.Timeout(connect=10, read=_HTTP_TIMEOUT))
+        http = _once_pools.setdefault(id(credentials), AuthorizedHttp(credentials, http=pool))
+    try:
+        response = http.request(request.method, request.uri, body=request.body, headers=request.headers)
+    except Exception as exc:
+        raise classify(exc, what) from exc
+    if response.status >= 300:
+        try:
+            reason = json.loads(response.data)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            reason = response.data[:200].decode("utf-8", "replace").strip() or "no detail"
+        failure = ApiHttpError(response.status, str(reason))
+        raise classify(failure, what) from failure
+    return json.loads(response.data)  # type: ignore[no-any-return]
 
 
 def get_operation(endpoint: str | None, name: str) -> dict[str, Any]:
-    with _lend(endpoint) as api:
-        return _execute(api.operations.get(name=name), "operations.get")
+    return _read(endpoint, lambda api: api.operations.get(name=name), "operations.get")
+
+
+def list_operations(endpoint: str | None, dataset: str) -> list[dict[str, Any]]:
+    """Every operation of the dataset (all pages)."""
+    found: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        page = _read(endpoint, lambda api, token=token: api.operations.list(name=dataset, pageSize=1000,
+                                                                             pageToken=token), "operations.list")
+        found.extend(page.get("operations", []))
+        token = page.get("nextPageToken")
+        if not token:
+            return found
 
 
 def wait(endpoint: str | None, operation: dict[str, Any], bound: float) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import pytest
 from cloudevents.conversion import to_binary, to_structured
 
 from dicom_pipeline.errors import TransientError
+from dicom_pipeline.exporter import instance_claim
 from local_stack.sample_data import synthetic_instance
 from main import export_dicom_metadata, import_dicom_object
 
@@ -31,6 +32,15 @@ def _export_records(pipeline) -> tuple[dict, dict]:  # type: ignore[type-arg]
                for b in pipeline.staging.list_blobs(prefix="idempotency/export/")}
     batches = {name: r for name, r in records.items() if name.startswith("idempotency/export/batch-")}
     return {name: r for name, r in records.items() if name not in batches}, batches
+
+
+def _filter_line(pipeline, instance) -> str:  # type: ignore[no-untyped-def]
+    return _path(pipeline, instance).split("/dicomWeb")[1]
+
+
+def _claim(pipeline, instance):  # type: ignore[no-untyped-def]
+    """The instance's export claim, as a blob."""
+    return pipeline.staging.blob(instance_claim(_filter_line(pipeline, instance)))
 
 
 def _path(pipeline, instance) -> str:  # type: ignore[no-untyped-def]
@@ -215,9 +225,13 @@ def test_dedup_query_collapses_a_race(pipeline) -> None:
     from local_stack.warehouse_query import run_query
 
     (instance,) = _stored(pipeline)
-    # Two messages for the same instance (the race the idempotency record cannot see) append two rows.
-    for _ in range(2):
-        export_dicom_metadata(pubsub_event(_path(pipeline, instance)))
+    # Two notifications of one instance share its claim: one row.
+    assert [export_dicom_metadata(pubsub_event(_path(pipeline, instance))) for _ in range(2)] == \
+        ["succeeded", "duplicate"]
+    assert len(pipeline.rows()) == 1
+    # Two explicit requests naming it are two messages, claimed apart: two rows, which the query collapses.
+    request = json.dumps({"resourcePaths": [_filter_line(pipeline, instance)]})
+    export_dicom_metadata(pubsub_event(request))
     assert len(pipeline.rows()) == 2
 
     _, rows = run_query(pipeline.data_dir, dedup_query(BigQueryTableUri.from_string(pipeline.table)))
@@ -244,27 +258,22 @@ def test_pending_export_is_followed_not_repeated(pipeline, monkeypatch) -> None:
 
 
 def test_stale_claim_of_a_crashed_invocation_is_taken_over(pipeline) -> None:
-    import hashlib
 
     (instance,) = _stored(pipeline)
     event = pubsub_event(_path(pipeline, instance))
-    key = hashlib.sha256(event.data["message"]["messageId"].encode()).hexdigest()[:40]
-    pipeline.staging.blob(f"idempotency/export/{key}.json").upload_from_string(
-        json.dumps({"status": "started", "started": 0}))  # crashed long ago, before starting its export
+    # Crashed long ago, before recording an intent (so before starting its export).
+    _claim(pipeline, instance).upload_from_string(json.dumps({"status": "started", "started": 0}))
 
     assert export_dicom_metadata(event) == "succeeded"
     assert pipeline.rows() == [(instance.sop_uid,)]
 
 
 def test_fresh_claim_of_another_invocation_raises_for_a_retry(pipeline) -> None:
-    import hashlib
     import time
 
     (instance,) = _stored(pipeline)
     event = pubsub_event(_path(pipeline, instance))
-    key = hashlib.sha256(event.data["message"]["messageId"].encode()).hexdigest()[:40]
-    pipeline.staging.blob(f"idempotency/export/{key}.json").upload_from_string(
-        json.dumps({"status": "started", "started": time.time()}))
+    _claim(pipeline, instance).upload_from_string(json.dumps({"status": "started", "started": time.time()}))
 
     with pytest.raises(TransientError, match="in progress"):
         export_dicom_metadata(event)
@@ -306,13 +315,11 @@ def test_a_permanently_failed_export_is_dead_lettered_once(pipeline) -> None:
 
 
 def test_a_claim_whose_batch_was_never_recorded_waits_then_is_taken_over(pipeline) -> None:
-    import hashlib
     import time
 
     (instance,) = _stored(pipeline)
     event = pubsub_event(_path(pipeline, instance))
-    key = hashlib.sha256(event.data["message"]["messageId"].encode()).hexdigest()[:40]
-    claim = pipeline.staging.blob(f"idempotency/export/{key}.json")
+    claim = _claim(pipeline, instance)
     # Claimed by a delivery that has not recorded its batch yet (or crashed before it did).
     held = {"status": "claimed", "batch": "idempotency/export/batch-never-written.json", "started": time.time()}
     claim.upload_from_string(json.dumps(held))
