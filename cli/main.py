@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dicom_pipeline.errors import PipelineError, http_status
 
-from . import filters, operations, query, stack, store_ops
+from . import filters, operations, query, reconcile, stack, store_ops
 from .common import FAILED, USAGE, UsageError
 from .permissions import is_permission_denied, permission_message
 
@@ -62,6 +62,14 @@ EXAMPLES_STORAGE_CLASS = """examples:
       --sql "SELECT StudyInstanceUID FROM \\`p.d.t\\` WHERE Modality = 'MR'" &&
     dicom-pipeline storage-class STORE COLDLINE --filter-config-gcs-uri gs://bucket/mr.txt --format json
   dicom-pipeline storage-class STORE NEARLINE --whole-store --async
+"""
+
+EXAMPLES_RECONCILE = """examples:
+  dicom-pipeline reconcile --dry-run     # STORE, TABLE and the staging bucket from DICOM_STORE, BIGQUERY_TABLE,
+                                         # STAGING_BUCKET (as the functions read them)
+  dicom-pipeline reconcile projects/p/locations/us/datasets/d/dicomStores/s bq://p.dicom.instances \\
+      --staging-bucket p-dicom-staging --project p
+  dicom-pipeline reconcile --data-dir .local-stack/data/healthcare --format json   # the local stack
 """
 
 EXAMPLES_STACK = """examples:
@@ -158,6 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
                             help="list a dataset's operations with their state and counters")
     li.add_argument("dataset", help="projects/P/locations/L/datasets/D")
     li.set_defaults(func=operations.cmd_list, iam="operations")
+
+    rc = sub.add_parser("reconcile", parents=[common], formatter_class=raw, epilog=EXAMPLES_RECONCILE,
+                        help="export the stored instances that have no row in the table (exactly those)")
+    rc.add_argument("store", nargs="?", default=os.environ.get("DICOM_STORE"),
+                    help="projects/P/locations/L/datasets/D/dicomStores/S (default: $DICOM_STORE)")
+    rc.add_argument("table", nargs="?", default=os.environ.get("BIGQUERY_TABLE"),
+                    help="bq://PROJECT.DATASET.TABLE (default: $BIGQUERY_TABLE)")
+    rc.add_argument("--staging-bucket", default=os.environ.get("STAGING_BUCKET"),
+                    help="the functions' staging bucket, where the export claims are (default: $STAGING_BUCKET)")
+    rc.add_argument("--dry-run", action="store_true", help="list what would be exported; export nothing")
+    rc.add_argument("--unknown-after", type=float, default=60.0,
+                    help="seconds after which an export with an unknown outcome may be decided (default 60)")
+    query.add_warehouse_arguments(rc)
+    rc.set_defaults(func=reconcile.cmd_reconcile, iam="reconcile")
 
     ls = sub.add_parser("local-stack", formatter_class=raw, epilog=EXAMPLES_STACK,
                         help="start, stop or check the whole pipeline offline (python -m local_stack)")

@@ -34,6 +34,9 @@ class Settings:
     # Half the function's concurrency (80): a batch that takes every request in flight leaves none to collect
     # the next batch while it imports; two halves overlap (bench-local: a 2,000 burst 134 → 140/s).
     import_batch_max: int = 40
+    # The reconciler decides an export whose outcome became unknown this long ago at the earliest: longer
+    # than a request can stay in flight (the API client's socket timeout is 30 s).
+    reconcile_unknown_after: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -66,6 +69,7 @@ class Settings:
         batch_max = int(_number(env, "EXPORT_BATCH_MAX_INSTANCES", "500", 1, 100_000))
         import_window = _number(env, "IMPORT_BATCH_WINDOW_SECONDS", "0.25", 0, 60)
         import_max = int(_number(env, "IMPORT_BATCH_MAX_OBJECTS", "40", 1, 10_000))
+        unknown_after = _number(env, "RECONCILE_UNKNOWN_AFTER_SECONDS", "60", 0, 86_400)
         endpoint = env.get("HEALTHCARE_API_ENDPOINT", "").strip().rstrip("/") or None
         if endpoint is not None and not endpoint.startswith(("http://", "https://")):
             raise ConfigError("HEALTHCARE_API_ENDPOINT must be an http:// or https:// URL")
@@ -75,6 +79,7 @@ class Settings:
             healthcare_api_endpoint=endpoint, storage_emulator_host=env.get("STORAGE_EMULATOR_HOST") or None,
             project=env.get("GOOGLE_CLOUD_PROJECT") or dicom_store.project, export_batch_window=window,
             export_batch_max=batch_max, import_batch_window=import_window, import_batch_max=import_max,
+            reconcile_unknown_after=unknown_after,
         )
 
 

@@ -80,6 +80,11 @@ def parse_message(message: PubSubMessage, settings: Settings) -> ExportRequest |
                          notification=True)
 
 
+def _is_reconcile(message: PubSubMessage) -> bool:
+    text = message.data.strip()
+    return text.startswith(b"{") and json_object(text, "export request").get("reconcile") is True
+
+
 def _table(settings: Settings, given: Any = None) -> BigQueryTableUri:
     if given is not None:
         if not isinstance(given, str):
@@ -144,6 +149,12 @@ class _Started:
 
 def export_message(settings: Settings, message: PubSubMessage, event_id: str) -> str:
     """Export what the message asks for, at most once per message id; returns the outcome."""
+    if _is_reconcile(message):  # the scheduled job (terraform/reconcile.tf)
+        from . import bigquery, reconciler
+
+        project = (settings.bigquery_table or settings.dicom_store).project
+        report = reconciler.reconcile(settings, lambda sql: bigquery.query_rows(project, sql))
+        return "reconciled" if not report.deferred else "reconciled (some deferred)"
     request = parse_message(message, settings)
     if request is None:
         logs.log(logging.INFO, f"export: skipped: notification action {message.attributes.get('action')!r} "
@@ -190,6 +201,30 @@ def _claim_and_start(settings: Settings, request: ExportRequest, mine: _Message)
         return _start_claimed(settings, request.store, request.table, request.write_disposition, [mine]), 1
     return _batches.submit((settings, request.store, request.table), mine, settings.export_batch_window,
                            settings.export_batch_max)
+
+
+def claim_item(filter_line: str, message_id: str) -> _Message:
+    """One instance to export under its own claim (the reconciler's unit of work)."""
+    return _Message(instance_claim(filter_line), message_id, (filter_line,))
+
+
+def export_claimed(settings: Settings, store: DicomStoreName, table: BigQueryTableUri,
+                   items: list[_Message]) -> tuple[list[str], str | None]:
+    """Claim the items and append their instances in one operation; (the filter lines exported, the
+    operation). An item whose claim is held elsewhere is left to its holder."""
+    started = _start_claimed(settings, store, table, "WRITE_APPEND", items)
+    if started.operation is None:
+        return [], None
+    operation = _wait_and_settle(settings, started)
+    name = operation.get("name")
+    if not operation.get("done"):
+        return [line for owner, _ in started.owners.values() for line in owner.lines], name  # pending: followed
+    if "error" in operation:
+        error = classify_operation_error(operation["error"], "export to BigQuery")
+        if not isinstance(error, PermanentError):
+            _release(settings, started.owners)
+        raise with_operation(error, name)
+    return [line for owner, _ in started.owners.values() for line in owner.lines], name
 
 
 def _export_batch(key: Any, items: list[_Message]) -> _Started:

@@ -1,0 +1,165 @@
+"""Exactly one row per instance when the export call's answer is lost, the function is killed mid-call, or a
+notification never comes: faults made to happen for real (a fault proxy in front of the Healthcare emulator,
+kill -9 of a real process), then the reconciler."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cli.main import main as cli
+from dicom_pipeline import exporter
+from dicom_pipeline.errors import TransientError
+from local_stack.fault_proxy import FaultProxy, Rule
+from main import export_dicom_metadata
+
+from .conftest import pubsub_event
+from .test_export_function import _export_records, _path, _stored
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def proxy(pipeline, emulator, monkeypatch):  # type: ignore[no-untyped-def]
+    """The functions reach the Healthcare emulator through a fault proxy (no rules: it forwards)."""
+    with FaultProxy(emulator.url) as running:
+        monkeypatch.setenv("HEALTHCARE_API_ENDPOINT", running.url)
+        yield running
+
+
+def _rows_settle(pipeline, expected: int, within: float = 30.0) -> list:  # type: ignore[type-arg]
+    """The table's rows once they reach `expected`, or whatever is there after `within` seconds."""
+    deadline = time.monotonic() + within
+    rows = pipeline.rows()
+    while len(rows) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+        rows = pipeline.rows()
+    return rows
+
+
+def _reconcile(pipeline, capsys, *extra: str) -> dict:  # type: ignore[type-arg]
+    capsys.readouterr()
+    code = cli(["reconcile", "--data-dir", str(pipeline.data_dir), "--staging-bucket", pipeline.staging.name,
+                "--unknown-after", "0", "--format", "json", *extra])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    # The functions' JSON log lines share stdout in this process: the report is the indented document.
+    return json.loads(out[out.index("{\n"):])  # type: ignore[no-any-return]
+
+
+def _batch_statuses(pipeline) -> list[str]:  # type: ignore[no-untyped-def]
+    return sorted(b["status"] for b in _export_records(pipeline)[1].values())
+
+
+def test_a_lost_answer_keeps_the_claim_and_appends_once(pipeline, proxy, capsys) -> None:
+    (instance,) = _stored(pipeline)
+    proxy.rules.append(Rule("lost", "POST", ":export", after="drop", times=1))
+    event = pubsub_event(_path(pipeline, instance))
+
+    with pytest.raises(TransientError, match="outcome unknown"):
+        export_dicom_metadata(event)
+    assert proxy.counts == {"lost": 1}
+    assert _rows_settle(pipeline, 1) == [(instance.sop_uid,)]  # the API did act
+    claims, _ = _export_records(pipeline)
+    assert len(claims) == 1 and _batch_statuses(pipeline) == ["unknown"]  # kept, not released
+
+    assert export_dicom_metadata(event) == "unresolved"  # the redelivery does not export again
+    report = _reconcile(pipeline, capsys)
+    assert (report["stored"], report["missing"], report["exported"]) == (1, 0, 0)
+    assert pipeline.rows() == [(instance.sop_uid,)]
+
+
+def test_an_answer_lost_as_503_and_a_request_refused_with_503_are_both_exported_once(pipeline, proxy,
+                                                                                       capsys) -> None:
+    acted, refused = _stored(pipeline, 2)
+    proxy.rules += [Rule("after", "POST", ":export", after=503, times=1)]
+    with pytest.raises(TransientError, match="outcome unknown"):
+        export_dicom_metadata(pubsub_event(_path(pipeline, acted)))
+    proxy.rules[:] = [Rule("before", "POST", ":export", before=503, times=1)]
+    with pytest.raises(TransientError, match="outcome unknown"):  # a 503 cannot say whether the API acted
+        export_dicom_metadata(pubsub_event(_path(pipeline, refused)))
+    assert _rows_settle(pipeline, 1) == [(acted.sop_uid,)]
+
+    report = _reconcile(pipeline, capsys)
+    assert (report["missing"], report["exported"], report["takenOver"]) == (1, 1, 1)
+    assert sorted(pipeline.rows()) == sorted([(acted.sop_uid,), (refused.sop_uid,)])
+    assert _reconcile(pipeline, capsys)["exported"] == 0  # a second pass finds nothing to do
+
+
+def test_a_429_is_a_refusal_the_claim_is_released_and_the_retry_exports(pipeline, proxy) -> None:
+    (instance,) = _stored(pipeline)
+    proxy.rules.append(Rule("busy", "POST", ":export", before=429, times=1))
+    event = pubsub_event(_path(pipeline, instance))
+
+    with pytest.raises(TransientError, match="HTTP 429"):
+        export_dicom_metadata(event)
+    assert _export_records(pipeline) == ({}, {})  # nothing was started: claims and intent are gone
+    assert export_dicom_metadata(event) == "succeeded"
+    assert pipeline.rows() == [(instance.sop_uid,)]
+
+
+def test_failed_polls_are_retried_in_process_with_one_warning_each(pipeline, proxy, caplog) -> None:
+    (instance,) = _stored(pipeline)
+    proxy.rules.append(Rule("poll", "GET", "/operations/", before=503, times=2))
+    with caplog.at_level(logging.WARNING, logger="dicom_pipeline"):
+        assert export_dicom_metadata(pubsub_event(_path(pipeline, instance))) == "succeeded"
+    assert proxy.counts == {"poll": 2}
+    retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retries) == 2 and all(r.exc_info is None for r in retries)  # a line each, no traceback
+    assert pipeline.rows() == [(instance.sop_uid,)]
+
+
+def test_kill_9_while_the_export_call_is_in_flight_never_exports_twice(pipeline, proxy, capsys,
+                                                                       monkeypatch) -> None:
+    (instance,) = _stored(pipeline)
+    proxy.rules.append(Rule("hold", "POST", ":export", after="timeout", times=1))
+    event = pubsub_event(_path(pipeline, instance))
+    script = ("import base64, json, sys\nfrom cloudevents.http import CloudEvent\nfrom main import"
+              " export_dicom_metadata\nattributes, data = json.loads(sys.argv[1])\n"
+              "export_dicom_metadata(CloudEvent(attributes, data))\n")
+    attributes = {k: v for k, v in event.get_attributes().items() if k not in ("time", "specversion")}
+    child = subprocess.Popen([sys.executable, "-c", script, json.dumps([attributes, event.data])], cwd=REPO,
+                             env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while proxy.counts.get("hold") != 1 and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.05)
+        assert proxy.counts.get("hold") == 1, "the export call never reached the proxy"
+        os.kill(child.pid, signal.SIGKILL)  # between the call and recording its operation
+    finally:
+        child.wait(30)
+    assert _rows_settle(pipeline, 1) == [(instance.sop_uid,)]
+    assert _batch_statuses(pipeline) == ["starting"]  # the intent, recorded before the call
+
+    with pytest.raises(TransientError, match="being started"):  # its holder may still be calling
+        export_dicom_metadata(event)
+    monkeypatch.setattr(exporter, "STALE_CLAIM_SECONDS", 0.0)  # ... until no function can still run
+    assert export_dicom_metadata(event) == "unresolved"  # not exported again once the claim is stale
+    assert _reconcile(pipeline, capsys)["exported"] == 0
+    assert pipeline.rows() == [(instance.sop_uid,)]
+
+
+def test_an_instance_whose_notification_never_came_is_exported_by_the_reconciler(pipeline, capsys) -> None:
+    first, second = _stored(pipeline, 2)
+    assert export_dicom_metadata(pubsub_event(_path(pipeline, first))) == "succeeded"
+
+    dry = _reconcile(pipeline, capsys, "--dry-run")
+    assert (dry["stored"], dry["missing"], dry["exported"]) == (2, 1, 1)
+    assert dry["instances"] == [_path(pipeline, second).split("/dicomWeb")[1]]
+    assert pipeline.rows() == [(first.sop_uid,)]  # a dry run exports nothing
+
+    assert _reconcile(pipeline, capsys)["exported"] == 1
+    assert sorted(pipeline.rows()) == sorted([(first.sop_uid,), (second.sop_uid,)])
+    # Its notification arriving late follows the reconciler's export: no second row.
+    assert export_dicom_metadata(pubsub_event(_path(pipeline, second))) == "duplicate"
+    assert len(pipeline.rows()) == 2
