@@ -12,11 +12,16 @@ messages per second. So each trigger here is a pull subscription that this proce
 
 A 2xx answer acknowledges the message; anything else (or no answer) hands it back to Pub/Sub after a
 backoff that doubles from 1 s to 60 s, so it is redelivered with the same messageId (the functions'
-idempotency key). The HTTP endpoint also accepts a Pub/Sub push body for a storage event and delivers it the
-same way (the tests use it to redeliver an event on purpose).
+idempotency key). After `--max-delivery-attempts` failed deliveries a message goes to its trigger's
+dead-letter topic (`;dead-letter=projects/P/topics/T` after the trigger), with the attributes Pub/Sub's
+dead-lettering adds, and is acknowledged: as Eventarc does through its subscription's dead-letter policy.
+CloudEvent attributes in `ce-` headers are percent-encoded as the CloudEvents HTTP binding says (an object
+named `漢字.dcm` is a valid subject; http.client cannot send it raw). The HTTP endpoint also accepts a
+Pub/Sub push body for a storage event and delivers it the same way (the tests use it to redeliver an event
+on purpose).
 
     python -m local_stack.eventarc --port 8095 --pubsub-host 127.0.0.1:8085 \\
-        --trigger storage:projects/P/subscriptions/S=http://127.0.0.1:8096/
+        --trigger 'storage:projects/P/subscriptions/S=http://127.0.0.1:8096/;dead-letter=projects/P/topics/DL'
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ EVENT_TYPES = {
 }
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 FIRST_BACKOFF, MAX_BACKOFF = 1.0, 60.0  # seconds before a failed delivery is retried
+MAX_DELIVERY_ATTEMPTS = 5  # Pub/Sub's default with a dead-letter policy (it allows 5-100)
 DELIVERY_TIMEOUT = 600  # seconds, the functions' timeout
 # After a pull that brought messages the next one waits, so a stream of messages is pulled a few at a time: the
 # emulator answers a waiting pull with the first message that arrives, and each pull costs it several ms of
@@ -60,6 +66,19 @@ PULL_GATHER_STEP = min(PULL_GATHER, 0.02)
 STREAM_GAP = 0.1  # seconds a pull waited for its first message: the stream had a gap
 # Acknowledgements gather this long, then one request sends them all.
 ACK_GATHER = float(os.environ.get("EVENTARC_ACK_GATHER", "0.2"))  # seconds
+
+
+def header_value(value: str) -> str:
+    """A `ce-` header value as the CloudEvents HTTP binding (3.1.3.2) wants it: UTF-8, percent-encoded outside
+    printable ASCII (U+0021-U+007E) and for space, double quote and percent."""
+    return "".join(c if "!" <= c <= "~" and c not in '"%' else "".join(f"%{b:02X}" for b in c.encode())
+                   for c in value)
+
+
+def binary_request(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    headers, body = to_binary(event)
+    headers = {k: header_value(v) if k.lower().startswith("ce-") else v for k, v in headers.items()}
+    return headers, body.encode() if isinstance(body, str) else body
 
 
 class Connection:
@@ -148,14 +167,19 @@ class Trigger:
     kind: str  # "storage" or "pubsub"
     subscription: str  # projects/P/subscriptions/S
     target: str
+    dead_letter_topic: str | None = None  # projects/P/topics/T
 
     @classmethod
     def parse(cls, text: str) -> Trigger:
         kind, _, rest = text.partition(":")
+        rest, _, option = rest.partition(";")
         subscription, _, target = rest.partition("=")
-        if kind not in ("storage", "pubsub") or "/subscriptions/" not in subscription or not target:
-            raise argparse.ArgumentTypeError(f"expected storage|pubsub:projects/P/subscriptions/S=URL, got {text!r}")
-        return cls(kind, subscription, target)
+        dead_letter = option.removeprefix("dead-letter=") if option.startswith("dead-letter=") else None
+        if kind not in ("storage", "pubsub") or "/subscriptions/" not in subscription or not target or \
+                (option and (dead_letter is None or "/topics/" not in dead_letter)):
+            raise argparse.ArgumentTypeError("expected storage|pubsub:projects/P/subscriptions/S=URL"
+                                             f"[;dead-letter=projects/P/topics/T], got {text!r}")
+        return cls(kind, subscription, target, dead_letter)
 
 
 class Delivery:
@@ -167,8 +191,11 @@ class Delivery:
     persistent http.client connections (one per thread); `counts` is served at GET /stats.
     """
 
-    def __init__(self, pubsub_host: str, trigger: Trigger, concurrency: int):
+    def __init__(self, pubsub_host: str, trigger: Trigger, concurrency: int,
+                 max_attempts: int = MAX_DELIVERY_ATTEMPTS):
         self.trigger = trigger
+        self.max_attempts = max_attempts
+        self.pubsub_host = pubsub_host
         self.base = f"http://{pubsub_host}/v1/{trigger.subscription}"
         self.topic = ""
         self.capacity, self.refill = 2 * concurrency, max(1, concurrency // 2)
@@ -224,9 +251,9 @@ class Delivery:
         connection = getattr(self.targets, "connection", None)
         if connection is None:
             connection = self.targets.connection = Connection(self.trigger.target, DELIVERY_TIMEOUT)
-        headers, body = to_binary(event)
+        headers, body = binary_request(event)
         try:
-            status, _ = connection.post(None, body.encode() if isinstance(body, str) else body, headers)
+            status, _ = connection.post(None, body, headers)
         except (OSError, http.client.HTTPException) as exc:
             log(f"target {self.trigger.target} unreachable: {exc}")
             return False
@@ -240,10 +267,10 @@ class Delivery:
             else:
                 event = pubsub_event(message, self.trigger.subscription, self.topic)
             ok = True if event is None else self._post_event(event)
-            self._settle(item["ackId"], str(message.get("messageId")), ok)
+            self._settle(item, ok)
         except Exception as exc:  # one bad message must not stop the trigger
             log(f"delivery of a message from {self.trigger.subscription} failed: {type(exc).__name__}: {exc}")
-            self._settle(item["ackId"], str(item.get("message", {}).get("messageId")), False)
+            self._settle(item, False)
         finally:
             self._release(1)
 
@@ -252,15 +279,21 @@ class Delivery:
             self.held -= count
             self.room.notify()
 
-    def _settle(self, ack_id: str, message_id: str, ok: bool) -> None:
+    def _settle(self, item: dict[str, Any], ok: bool) -> None:
+        ack_id, message = item["ackId"], item.get("message", {})
+        message_id = str(message.get("messageId"))
         try:
+            attempt = self.attempts.get(message_id, 0) + (0 if ok else 1)
+            if not ok and attempt >= self.max_attempts and self.trigger.dead_letter_topic:
+                self._dead_letter(message, attempt)
+                ok = True
             if ok:
                 self.attempts.pop(message_id, None)
                 with self.acks_ready:
                     self.acks.append(ack_id)
                     self.acks_ready.notify()
                 return
-            attempt = self.attempts[message_id] = self.attempts.get(message_id, 0) + 1
+            self.attempts[message_id] = attempt
             backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (attempt - 1))
             # Back to Pub/Sub, redelivered once the new deadline passes.
             self.counts.update(modify_ack_deadlines=1)
@@ -269,6 +302,22 @@ class Delivery:
         except requests.RequestException as exc:
             log(f"settling a message of {self.trigger.subscription} failed (redelivered later): {exc}")
 
+
+    def _dead_letter(self, message: dict[str, Any], attempts: int) -> None:
+        """Forward to the dead-letter topic as Pub/Sub does (same data and attributes, plus the source
+        subscription and delivery count); an error here leaves the message to be redelivered."""
+        project = self.trigger.subscription.split("/")[1]
+        attributes = {**(message.get("attributes") or {}), "CloudPubSubDeadLetterSourceDeliveryCount": str(attempts),
+                      "CloudPubSubDeadLetterSourceSubscription": self.trigger.subscription.rsplit("/", 1)[1],
+                      "CloudPubSubDeadLetterSourceSubscriptionProject": project,
+                      "CloudPubSubDeadLetterSourceTopicPublishTime": str(message.get("publishTime", ""))}
+        response = self.session.post(f"http://{self.pubsub_host}/v1/{self.trigger.dead_letter_topic}:publish",
+                                     json={"messages": [{"data": message.get("data", ""), "attributes": attributes}]},
+                                     timeout=30)
+        response.raise_for_status()
+        self.counts.update(dead_lettered=1)
+        log(f"message {message.get('messageId')} of {self.trigger.subscription} failed {attempts} deliveries:"
+            f" sent to {self.trigger.dead_letter_topic}")
 
     def _acknowledge_loop(self) -> None:
         connection = Connection(self.base, 30)
@@ -287,7 +336,7 @@ class Delivery:
 
 
 def deliver(session: requests.Session, target: str, event: CloudEvent) -> bool:
-    headers, body = to_binary(event)
+    headers, body = binary_request(event)
     try:
         response = session.post(target, headers=headers, data=body, timeout=DELIVERY_TIMEOUT)
     except requests.RequestException as exc:
@@ -357,11 +406,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trigger", type=Trigger.parse, action="append", default=[],
                         help="KIND:projects/P/subscriptions/S=URL (KIND storage or pubsub); repeatable")
     parser.add_argument("--concurrency", type=int, default=80, help="deliveries in flight per trigger")
+    parser.add_argument("--max-delivery-attempts", type=int, default=MAX_DELIVERY_ATTEMPTS,
+                        help="failed deliveries after which a message goes to its trigger's dead-letter topic")
     args = parser.parse_args(argv)
     storage = next((t.target for t in args.trigger if t.kind == "storage"), None)
     server = _AdapterServer(("127.0.0.1", args.port), storage)
     for trigger in args.trigger:
-        delivery = Delivery(args.pubsub_host, trigger, args.concurrency)
+        delivery = Delivery(args.pubsub_host, trigger, args.concurrency, args.max_delivery_attempts)
         server.deliveries.append(delivery)
         threading.Thread(target=delivery.run, daemon=True, name=f"trigger {trigger.subscription}").start()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))

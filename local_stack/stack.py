@@ -127,15 +127,18 @@ class EventarcAdapter(ManagedServer):
 
     name = "eventarc-adapter"
 
-    def __init__(self, pubsub_host: str, triggers: list[str]):
+    def __init__(self, pubsub_host: str, triggers: list[str], max_delivery_attempts: int | None = None):
         super().__init__()
         self.url = f"http://127.0.0.1:{self.port}"
         self.pubsub_host = pubsub_host
         self.triggers = triggers
+        self.max_delivery_attempts = max_delivery_attempts
 
     def command(self) -> list[str]:
         argv = [sys.executable, "-m", "local_stack.eventarc", "--port", str(self.port), "--pubsub-host",
                 self.pubsub_host, "--concurrency", str(FUNCTION_CONCURRENCY)]
+        if self.max_delivery_attempts is not None:
+            argv += ["--max-delivery-attempts", str(self.max_delivery_attempts)]
         for trigger in self.triggers:
             argv += ["--trigger", trigger]
         return argv

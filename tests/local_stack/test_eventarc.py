@@ -197,3 +197,36 @@ def test_a_dropped_keep_alive_connection_to_the_target_is_reopened(pubsub) -> No
         server.server_close()
     assert sorted(ce["ce-id"] for ce, _ in server.events) == sorted(ids)  # each once, none failed
     assert stats.get("modify_ack_deadlines", 0) == 0
+
+
+def test_a_non_latin_1_object_name_is_delivered_percent_encoded(pubsub, recorder) -> None:
+    topic, subscription = _subscription(pubsub)
+    obj = {"bucket": "landing", "name": "in/漢字 100%.dcm", "generation": "7", "size": "10"}
+    message = {"data": base64.b64encode(json.dumps(obj).encode()).decode(),
+               "attributes": {"eventType": "OBJECT_FINALIZE", "bucketId": "landing", "objectId": obj["name"]}}
+    with EventarcAdapter(pubsub.host, [f"storage:{subscription}={recorder.url}"]):
+        _publish(pubsub, topic, [message])
+        _wait(lambda: len(recorder.events) >= 1, "the delivery")
+    ((ce, body),) = recorder.events
+    # CloudEvents HTTP binding 3.1.3.2: UTF-8, percent-encoded outside printable ASCII and for space, " and %.
+    assert ce["ce-subject"] == "objects/in/%E6%BC%A2%E5%AD%97%20100%25.dcm"
+    assert body["name"] == "in/漢字 100%.dcm"
+
+
+@pytest.mark.parametrize("recorder", [{"fail_first": 1000}], indirect=True)
+def test_after_the_maximum_attempts_a_message_goes_to_the_dead_letter_topic(pubsub, recorder) -> None:
+    topic, subscription = _subscription(pubsub)
+    dead_topic, dead_subscription = _subscription(pubsub)
+    with EventarcAdapter(pubsub.host, [f"pubsub:{subscription}={recorder.url};dead-letter={dead_topic}"],
+                         max_delivery_attempts=2):
+        (sent,) = _publish(pubsub, topic, [_message(1)])
+        response = requests.post(f"http://{pubsub.host}/v1/{dead_subscription}:pull", json={"maxMessages": 1},
+                                 timeout=60)  # the emulator holds the pull until the dead letter arrives
+        time.sleep(2.5)  # acknowledged once dead-lettered: no third attempt
+    (received,) = response.json()["receivedMessages"]
+    assert received["message"]["data"] == _message(1)["data"]
+    attributes = received["message"]["attributes"]
+    assert attributes["CloudPubSubDeadLetterSourceDeliveryCount"] == "2"
+    assert attributes["CloudPubSubDeadLetterSourceSubscription"] == subscription.rsplit("/", 1)[1]
+    assert attributes["action"] == "StoreInstances"
+    assert [ce["ce-id"] for ce, _ in recorder.events] == [sent, sent]
