@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--dry-run", action="store_true", help="list what would be exported; export nothing")
     rc.add_argument("--unknown-after", type=float, default=60.0,
                     help="seconds after which an export with an unknown outcome may be decided (default 60)")
+    rc.add_argument("--stale-claim-seconds", type=float, default=float(os.environ.get("STALE_CLAIM_SECONDS", 600)),
+                    help="age after which a claim's holder is gone: more than the function's timeout (default:"
+                    " $STALE_CLAIM_SECONDS, else 600)")
     query.add_warehouse_arguments(rc)
     rc.set_defaults(func=reconcile.cmd_reconcile, iam="reconcile")
 

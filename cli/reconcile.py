@@ -27,7 +27,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(dicom_store=store, staging_bucket=staging, bigquery_table=table,
                     healthcare_api_endpoint=endpoint(args),
                     storage_emulator_host=os.environ.get("STORAGE_EMULATOR_HOST") or None,
-                    project=args.project or store.project, reconcile_unknown_after=args.unknown_after)
+                    project=args.project or store.project, reconcile_unknown_after=args.unknown_after,
+                    stale_claim_seconds=args.stale_claim_seconds)
 
 
 def warehouse_query(args: argparse.Namespace) -> reconciler.Query:

@@ -37,6 +37,9 @@ class Settings:
     # The reconciler decides an export whose outcome became unknown this long ago at the earliest: longer
     # than a request can stay in flight (the API client's socket timeout is 30 s).
     reconcile_unknown_after: float = 60.0
+    # A claim (or an export intent) older than this belongs to an invocation that is gone: longer than a
+    # function may run (540 s for an event-driven function). Before it, only its holder may start the export.
+    stale_claim_seconds: float = 600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -70,6 +73,7 @@ class Settings:
         import_window = _number(env, "IMPORT_BATCH_WINDOW_SECONDS", "0.25", 0, 60)
         import_max = int(_number(env, "IMPORT_BATCH_MAX_OBJECTS", "40", 1, 10_000))
         unknown_after = _number(env, "RECONCILE_UNKNOWN_AFTER_SECONDS", "60", 0, 86_400)
+        stale = _number(env, "STALE_CLAIM_SECONDS", "600", 0, 86_400)
         endpoint = env.get("HEALTHCARE_API_ENDPOINT", "").strip().rstrip("/") or None
         if endpoint is not None and not endpoint.startswith(("http://", "https://")):
             raise ConfigError("HEALTHCARE_API_ENDPOINT must be an http:// or https:// URL")
@@ -79,7 +83,7 @@ class Settings:
             healthcare_api_endpoint=endpoint, storage_emulator_host=env.get("STORAGE_EMULATOR_HOST") or None,
             project=env.get("GOOGLE_CLOUD_PROJECT") or dicom_store.project, export_batch_window=window,
             export_batch_max=batch_max, import_batch_window=import_window, import_batch_max=import_max,
-            reconcile_unknown_after=unknown_after,
+            reconcile_unknown_after=unknown_after, stale_claim_seconds=stale,
         )
 
 

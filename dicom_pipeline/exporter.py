@@ -34,9 +34,6 @@ from .policy import now, with_operation
 
 # Notification actions that store a new instance; others (storage-class changes, deletes) add no row.
 _STORING_ACTIONS = {"StoreInstances", "ImportDicomData"}
-# A claim whose batch has no record (no export started) older than this belongs to a crashed invocation
-# and may be taken over.
-STALE_CLAIM_SECONDS = 600.0
 
 # Collapses the rare duplicate rows a race can leave: the newest row per instance.
 DEDUP_QUERY = """\
@@ -371,11 +368,10 @@ def _follow_existing(settings: Settings, record_name: str, event_id: str, instan
         batch_status = batch_record.get("status")
         if batch_status in ("succeeded", "failed"):
             return _duplicate(event_id, instance, name, f"already handled ({batch_status})")
-        if batch_status == "starting" and time.time() - float(batch_record.get("started", 0)) < STALE_CLAIM_SECONDS:
-            raise TransientError("export of this message is being started by another invocation")
         if batch_status in ("starting", "unknown"):
-            # Started, or maybe started, by an invocation that crashed or lost the answer: starting it again
-            # could append twice. Acknowledged; the reconciler exports the instances that got no row.
+            # Being started, or maybe started by an invocation that crashed or lost the answer: starting it
+            # again could append twice. Acknowledged: its holder, or else the reconciler, gives the instances
+            # their rows (raising would only end in the dead-letter topic after the delivery attempts).
             logs.log(logging.WARNING, f"export: redelivered message's export has an unknown outcome ({batch_status});"
                      " left to the reconciler", event_id=event_id, instance=instance, record=batch_name,
                      outcome="unresolved")
@@ -389,7 +385,7 @@ def _follow_existing(settings: Settings, record_name: str, event_id: str, instan
             raise TransientError("the export this message belongs to failed; retry once its claim is settled")
         _settle_batch(settings, batch_name, batch_generation, operation)  # its holder may be gone
         return _duplicate(event_id, instance, name, "exported by another delivery")
-    if time.time() - float(record.get("started", 0)) < STALE_CLAIM_SECONDS:
+    if time.time() - float(record.get("started", 0)) < settings.stale_claim_seconds:
         # Another delivery holds the claim and has not recorded its intent yet: come back later. Past the
         # bound (longer than a function may run) its holder is gone, and it never started an export: the
         # intent is recorded before the call.

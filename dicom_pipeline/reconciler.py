@@ -129,7 +129,7 @@ def _verdict(settings: Settings, line: str, decidable: bool, before: float) -> t
     claim, generation = found
     batch = storage.read_json(settings, settings.staging_bucket, claim["batch"]) if claim.get("batch") else None
     if batch is None:  # claimed, intent not recorded: the holder is before its call, or died before it
-        stale = time.time() - float(claim.get("started", 0)) >= exporter.STALE_CLAIM_SECONDS
+        stale = time.time() - float(claim.get("started", 0)) >= settings.stale_claim_seconds
         return ("take over", generation) if stale else ("in_flight", None)
     record = batch[0]
     status = record.get("status")
@@ -138,7 +138,7 @@ def _verdict(settings: Settings, line: str, decidable: bool, before: float) -> t
     if status in ("pending", "succeeded"):
         return "in_flight", None
     if status == "starting":  # the holder may still be about to call, until no function can still run
-        unknown_since = float(record.get("started", 0)) + exporter.STALE_CLAIM_SECONDS
+        unknown_since = float(record.get("started", 0)) + settings.stale_claim_seconds
     else:  # "unknown"
         unknown_since = float(record.get("failed", record.get("started", 0)))
     if decidable and unknown_since <= before:

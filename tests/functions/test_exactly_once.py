@@ -141,11 +141,28 @@ def test_kill_9_while_the_export_call_is_in_flight_never_exports_twice(pipeline,
     assert _rows_settle(pipeline, 1) == [(instance.sop_uid,)]
     assert _batch_statuses(pipeline) == ["starting"]  # the intent, recorded before the call
 
-    with pytest.raises(TransientError, match="being started"):  # its holder may still be calling
-        export_dicom_metadata(event)
-    monkeypatch.setattr(exporter, "STALE_CLAIM_SECONDS", 0.0)  # ... until no function can still run
-    assert export_dicom_metadata(event) == "unresolved"  # not exported again once the claim is stale
-    assert _reconcile(pipeline, capsys)["exported"] == 0
+    assert export_dicom_metadata(event) == "unresolved"  # a redelivery never starts it again
+    monkeypatch.setenv("STALE_CLAIM_SECONDS", "0")  # no function can still be running: decidable
+    assert export_dicom_metadata(event) == "unresolved"  # not even once the claim is stale
+    report = _reconcile(pipeline, capsys)
+    assert (report["missing"], report["exported"]) == (0, 0)
+    assert pipeline.rows() == [(instance.sop_uid,)]
+
+
+def test_an_intent_whose_holder_died_before_calling_is_exported_once_stale(pipeline, capsys) -> None:
+    (instance,) = _stored(pipeline)
+    line = _path(pipeline, instance).split("/dicomWeb")[1]
+    # What kill -9 between recording the intent and sending the call leaves behind.
+    batch = "idempotency/export/batch-killed.json"
+    pipeline.staging.blob(batch).upload_from_string(json.dumps({"status": "starting", "started": time.time()}))
+    pipeline.staging.blob(exporter.instance_claim(line)).upload_from_string(
+        json.dumps({"status": "claimed", "batch": batch, "started": time.time()}))
+
+    assert export_dicom_metadata(pubsub_event(_path(pipeline, instance))) == "unresolved"
+    fresh = _reconcile(pipeline, capsys)  # its holder might still be about to call: not decidable yet
+    assert (fresh["missing"], fresh["exported"], fresh["deferred"]) == (1, 0, 1)
+    stale = _reconcile(pipeline, capsys, "--stale-claim-seconds", "0")
+    assert (stale["exported"], stale["takenOver"]) == (1, 1)
     assert pipeline.rows() == [(instance.sop_uid,)]
 
 
