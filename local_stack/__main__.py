@@ -200,7 +200,8 @@ def _serve(args: argparse.Namespace) -> int:
         with LocalStack(data_dir=data_dir) as stack:
             state = {"pid": os.getpid(), "pids": stack.pids(), "endpoints": stack.endpoints(), "env": stack.env(),
                      "function_env": stack.function_env(), "store": stack.names.store_name,
-                     "table": stack.names.table, "upload_bucket": UPLOAD_BUCKET}
+                     "table": stack.names.table, "upload_bucket": UPLOAD_BUCKET,
+                     "subscriptions": stack.pubsub_resources()}
             tmp = _state_file(run_dir).with_suffix(".tmp")
             tmp.write_text(json.dumps(state, indent=2))
             tmp.replace(_state_file(run_dir))  # atomic: `up` never reads half a file
@@ -241,15 +242,54 @@ def status(args: argparse.Namespace) -> int:
     if not state or not _alive(state["pid"]):
         print("not running")
         return 1
-    print(f"running (pid {state['pid']})")
-    healthy = True
+    lines, healthy = [], True
     for name, url in state["endpoints"].items():
         if not url.startswith("http"):
             continue
         answers = http_answers(url + "/")()
         healthy &= answers
-        print(f"  {name:20} {url:28} {'answers' if answers else 'NOT ANSWERING'}")
-    return 0 if healthy else 1
+        lines.append(f"  {name:20} {url:28} {'answers' if answers else 'NOT ANSWERING'}")
+    missing = _missing_pubsub_resources(state)
+    restarts = _supervisor_restarts(args.run_dir.resolve())
+    print(f"{'running' if healthy and not missing else 'degraded'} (pid {state['pid']})")
+    print("\n".join(lines))
+    for name in missing:
+        print(f"  missing: {name} (uploads or notifications published meanwhile are lost)")
+    if restarts:
+        print(f"  the supervisor restarted: {', '.join(f'{n} ×{c}' for n, c in sorted(restarts.items()))}")
+    return 0 if healthy and not missing else 1
+
+
+def _missing_pubsub_resources(state: dict[str, Any]) -> list[str]:
+    """The topics and subscriptions the stack needs that the Pub/Sub emulator does not have (e.g. after it
+    restarted behind the supervisor's back, or someone deleted one)."""
+    import requests
+
+    host = state["endpoints"].get("pubsub-emulator", "")
+    wanted = state.get("subscriptions", {})
+    missing = []
+    for name in sorted(set(wanted) | set(wanted.values())):
+        try:
+            found = requests.get(f"{host}/v1/{name}", timeout=5).status_code == 200
+        except requests.RequestException:
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def _supervisor_restarts(run_dir: Path) -> dict[str, int]:
+    """Components the supervisor restarted, from the background stack's log."""
+    counts: dict[str, int] = {}
+    try:
+        text = (run_dir / "stack.log").read_text(errors="replace")
+    except OSError:
+        return counts
+    for line in text.splitlines():
+        if line.startswith("local-stack supervisor: ") and line.endswith(")") and " restarted (pid " in line:
+            name = line.removeprefix("local-stack supervisor: ").split(" restarted", 1)[0]
+            counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def _print_state(state: dict[str, Any]) -> None:

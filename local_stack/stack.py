@@ -30,6 +30,7 @@ import requests
 from .fake_gcs import FakeGcsServer, ram_directory
 from .processes import ManagedServer, wait_until_ready
 from .pubsub_emulator import PubSubEmulator
+from .supervisor import Supervisor
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT, LOCATION, DATASET, STORE = "local-project", "us-central1", "local-dataset", "local-store"
@@ -37,6 +38,10 @@ UPLOAD_BUCKET, STAGING_BUCKET = "dicom-landing", "dicom-staging"
 STORAGE_TOPIC, NOTIFICATION_TOPIC = "gcs-events", "dicom-notifications"
 BQ_DATASET, BQ_TABLE = "dicom_metadata", "instances"
 IMPORT_SUBSCRIPTION, EXPORT_SUBSCRIPTION = "gcs-events-to-import", "notifications-to-export"
+# The triggers' dead-letter topics (Eventarc: the trigger subscription's dead-letter policy), each with a
+# subscription that keeps what arrives (a topic without one drops its messages).
+DEAD_LETTER_SUFFIX = "-dead-letter"
+TRIGGER_TOPICS = {IMPORT_SUBSCRIPTION: STORAGE_TOPIC, EXPORT_SUBSCRIPTION: NOTIFICATION_TOPIC}
 # Requests each function serves at once, and deliveries the adapter keeps in flight per trigger: the
 # production default (terraform function_concurrency); more would only queue in gunicorn.
 FUNCTION_CONCURRENCY = 80
@@ -169,13 +174,23 @@ class Names:
 class LocalStack:
     """Start with `with LocalStack() as stack:`; `stack.endpoints()` and `stack.env()` say how to reach it."""
 
-    def __init__(self, data_dir: str | Path | None = None, operation_wait_seconds: int = 60):
+    def __init__(self, data_dir: str | Path | None = None, operation_wait_seconds: int = 60,
+                 reconcile_every: float | None = 60.0, function_env: dict[str, str] | None = None,
+                 healthcare_front: Callable[[str], str] | None = None, max_delivery_attempts: int | None = None):
+        """reconcile_every: seconds between reconciler passes (None: never); function_env: extra settings of
+        the functions; healthcare_front: the URL the functions use for the Healthcare emulator's (e.g. a
+        fault proxy in front of it); max_delivery_attempts: the adapter's, before a trigger's dead-letter topic."""
         # A throw-away stack keeps its state in RAM where it can (/dev/shm): creating each instance's files on
         # a disk filesystem cost up to a tenth of the emulator's CPU in a burst. Given a data_dir, it is used.
         self._tempdir = None if data_dir else tempfile.TemporaryDirectory(prefix="local-stack-", dir=ram_directory())
         self.data_dir = Path(data_dir or self._tempdir.name)  # type: ignore[union-attr]
         self.names = Names()
         self.operation_wait_seconds = operation_wait_seconds
+        self.reconcile_every = reconcile_every
+        self._function_env_extra = function_env or {}
+        self._healthcare_front = healthcare_front
+        self._max_delivery_attempts = max_delivery_attempts
+        self.supervisor: Supervisor | None = None
         self.components: list[ManagedServer] = []
         self.pubsub: PubSubEmulator
         self.gcs: FakeGcsServer
@@ -209,8 +224,7 @@ class LocalStack:
     def _start(self) -> None:
         self.pubsub = self._run(PubSubEmulator())
         # fake-gcs-server drops events for a topic that does not exist yet: create it before any upload.
-        self._pubsub_put(f"topics/{STORAGE_TOPIC}", {})
-        self._pubsub_put(f"topics/{NOTIFICATION_TOPIC}", {})
+        self._create_pubsub_resources()
         # The filesystem backend: a burst leaves thousands of objects (uploads and the functions' records),
         # and the memory backend's cost per request grows with them (see FakeGcsServer).
         self.gcs = self._run(_UploadBucketGcs(pubsub_project=self.names.project, pubsub_topic=STORAGE_TOPIC,
@@ -223,9 +237,14 @@ class LocalStack:
         self.export_function = self._run(FunctionServer("export_dicom_metadata", function_env))
         self._create_resources()
         subscriptions = f"projects/{self.names.project}/subscriptions"
+        topics = f"projects/{self.names.project}/topics"
         self.adapter = self._run(EventarcAdapter(self.pubsub.host, [
-            f"storage:{subscriptions}/{IMPORT_SUBSCRIPTION}={self.import_function.url}/",
-            f"pubsub:{subscriptions}/{EXPORT_SUBSCRIPTION}={self.export_function.url}/"]))
+            f"storage:{subscriptions}/{IMPORT_SUBSCRIPTION}={self.import_function.url}/"
+            f";dead-letter={topics}/{STORAGE_TOPIC}{DEAD_LETTER_SUFFIX}",
+            f"pubsub:{subscriptions}/{EXPORT_SUBSCRIPTION}={self.export_function.url}/"
+            f";dead-letter={topics}/{NOTIFICATION_TOPIC}{DEAD_LETTER_SUFFIX}"], self._max_delivery_attempts))
+        self.supervisor = Supervisor(self, self.reconcile_every)
+        self.supervisor.start()
 
     def _run(self, component: ManagedServer) -> Any:
         self.components.append(component)  # before start(): a failed start is still stopped
@@ -233,6 +252,9 @@ class LocalStack:
         return component
 
     def stop(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()  # before the components: it would restart them
+            self.supervisor = None
         for component in reversed(self.components):
             component.stop()
         self.components.clear()
@@ -260,15 +282,35 @@ class LocalStack:
         if response.status_code not in (200, 409):
             raise RuntimeError(f"Pub/Sub emulator: PUT {path} → {response.status_code} {response.text[:300]}")
 
+    def pubsub_resources(self) -> dict[str, str]:
+        """Every subscription the stack needs → its topic: the triggers' (drained by the Eventarc adapter; the
+        emulator's push is one at a time) and their dead-letter topics'."""
+        project = self.names.project
+        wanted = {}
+        for subscription, topic in TRIGGER_TOPICS.items():
+            wanted[f"projects/{project}/subscriptions/{subscription}"] = f"projects/{project}/topics/{topic}"
+            wanted[f"projects/{project}/subscriptions/{topic}{DEAD_LETTER_SUFFIX}"] = \
+                f"projects/{project}/topics/{topic}{DEAD_LETTER_SUFFIX}"
+        return wanted
+
+    def _create_pubsub_resources(self) -> None:
+        """Topics and subscriptions, at start and again after the emulator restarts (it keeps nothing)."""
+        wanted = self.pubsub_resources()
+        for topic in sorted(set(wanted.values())):
+            self._pubsub_put(topic.split("/", 2)[2], {})
+        for subscription, topic in wanted.items():
+            self._pubsub_put(subscription.split("/", 2)[2], {"topic": topic, "ackDeadlineSeconds": 600})
+
+    def restored(self, component: ManagedServer) -> None:
+        """After the supervisor restarted a component: what it lost."""
+        if component is self.pubsub:
+            self._create_pubsub_resources()
+
     def _create_resources(self) -> None:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
         project = self.names.project
-        # The triggers' subscriptions, drained by the Eventarc adapter (the emulator's push is one at a time).
-        for subscription, topic in ((IMPORT_SUBSCRIPTION, STORAGE_TOPIC), (EXPORT_SUBSCRIPTION, NOTIFICATION_TOPIC)):
-            self._pubsub_put(f"subscriptions/{subscription}", {"topic": f"projects/{project}/topics/{topic}",
-                                                               "ackDeadlineSeconds": 600})
         client = storage.Client(project=project, credentials=AnonymousCredentials(),
                                 client_options={"api_endpoint": self.gcs.url})
         for bucket in (UPLOAD_BUCKET, STAGING_BUCKET):
@@ -298,6 +340,28 @@ class LocalStack:
         """SOPInstanceUID → number of metadata rows (an empty dict before the first export creates the table)."""
         return row_counts(self.healthcare.data_dir, self.names)
 
+    def settings(self) -> Any:
+        """The functions' settings, pointed straight at the emulators (the reconciler's)."""
+        from dicom_pipeline.config import Settings
+
+        return Settings.from_env({**self.function_env(), "HEALTHCARE_API_ENDPOINT": self.healthcare.url})
+
+    def reconcile(self, dry_run: bool = False) -> Any:
+        """One reconciler pass over the store and the table (the supervisor runs one every reconcile_every)."""
+        from dicom_pipeline import reconciler
+
+        from .warehouse_query import QueryError, run_query
+
+        def query(sql: str) -> list[tuple[Any, ...]]:
+            try:
+                return run_query(self.healthcare.data_dir, sql)[1]
+            except QueryError as exc:
+                if "does not exist" in str(exc):
+                    raise reconciler.TableMissing(str(exc)) from exc
+                raise
+
+        return reconciler.reconcile(self.settings(), query, dry_run)
+
     def dead_letters(self, kind: str = "import") -> list[dict[str, Any]]:
         import json
 
@@ -308,10 +372,11 @@ class LocalStack:
 
     def function_env(self) -> dict[str, str]:
         """The functions' settings (README, 'Environment variables'), pointed at the emulators."""
+        front = self._healthcare_front(self.healthcare.url) if self._healthcare_front else self.healthcare.url
         return {"DICOM_STORE": self.names.store_name, "STAGING_BUCKET": STAGING_BUCKET,
-                "BIGQUERY_TABLE": self.names.table, "HEALTHCARE_API_ENDPOINT": self.healthcare.url,
+                "BIGQUERY_TABLE": self.names.table, "HEALTHCARE_API_ENDPOINT": front,
                 "STORAGE_EMULATOR_HOST": self.gcs.url, "GOOGLE_CLOUD_PROJECT": self.names.project,
-                "OPERATION_WAIT_SECONDS": str(self.operation_wait_seconds)}
+                "OPERATION_WAIT_SECONDS": str(self.operation_wait_seconds), **self._function_env_extra}
 
     def endpoints(self) -> dict[str, str]:
         return {"fake-gcs-server": self.gcs.url, "pubsub-emulator": f"http://{self.pubsub.host}",
