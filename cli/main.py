@@ -181,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--stale-claim-seconds", type=float, default=float(os.environ.get("STALE_CLAIM_SECONDS", 600)),
                     help="age after which a claim's holder is gone: more than the function's timeout (default:"
                     " $STALE_CLAIM_SECONDS, else 600)")
+    rc.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for each export (default 600)")
     query.add_warehouse_arguments(rc)
     rc.set_defaults(func=reconcile.cmd_reconcile, iam="reconcile")
 

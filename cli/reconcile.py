@@ -28,7 +28,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     healthcare_api_endpoint=endpoint(args),
                     storage_emulator_host=os.environ.get("STORAGE_EMULATOR_HOST") or None,
                     project=args.project or store.project, reconcile_unknown_after=args.unknown_after,
-                    stale_claim_seconds=args.stale_claim_seconds)
+                    stale_claim_seconds=args.stale_claim_seconds, operation_wait_seconds=args.timeout)
 
 
 def warehouse_query(args: argparse.Namespace) -> reconciler.Query:

@@ -94,7 +94,7 @@ def reconcile(settings: Settings, query: Query, dry_run: bool = False) -> Report
     running = [op.get("name") for op in healthcare.list_operations(endpoint, store.dataset_name)
                if not op.get("done") and "Export" in str(op.get("metadata", {}).get("apiMethodName", ""))]
     scratch = healthcare.export_to_bigquery(endpoint, store, scratch_table(table), "WRITE_TRUNCATE", None)
-    done = healthcare.wait(endpoint, scratch, max(settings.operation_wait_seconds, 600.0))
+    done = healthcare.wait(endpoint, scratch, settings.operation_wait_seconds)
     if not done.get("done") or "error" in done:
         raise TransientError(f"reconcile: the scratch export {done.get('name')} did not succeed: "
                              f"{done.get('error', 'still running')}")

@@ -180,3 +180,25 @@ def test_an_instance_whose_notification_never_came_is_exported_by_the_reconciler
     # Its notification arriving late follows the reconciler's export: no second row.
     assert export_dicom_metadata(pubsub_event(_path(pipeline, second))) == "duplicate"
     assert len(pipeline.rows()) == 2
+
+
+def test_the_scheduled_reconcile_message_runs_a_pass_in_the_export_function(pipeline, monkeypatch) -> None:
+    from dicom_pipeline import bigquery, reconciler
+    from local_stack.warehouse_query import QueryError, run_query
+
+    def local_warehouse(project: str, sql: str) -> list:  # type: ignore[type-arg]
+        """BigQuery's stand-in in the local stack: the emulator's warehouse, queried with the same SQL."""
+        try:
+            return run_query(pipeline.data_dir, sql)[1]
+        except QueryError as exc:
+            if "does not exist" in str(exc):
+                raise reconciler.TableMissing(str(exc)) from exc
+            raise
+
+    monkeypatch.setattr(bigquery, "query_rows", local_warehouse)
+    (instance,) = _stored(pipeline)  # no notification reached the export function
+
+    assert export_dicom_metadata(pubsub_event(json.dumps({"reconcile": True}))) == "reconciled"
+    assert pipeline.rows() == [(instance.sop_uid,)]
+    assert export_dicom_metadata(pubsub_event(json.dumps({"reconcile": True}))) == "reconciled"
+    assert pipeline.rows() == [(instance.sop_uid,)]

@@ -281,10 +281,11 @@ def test_project_level_grants_are_the_justified_few() -> None:
         "trigger_event_receiver": "roles/eventarc.eventReceiver",
         "gcs_agent_publisher": "roles/pubsub.publisher",
         "build": "${each.value}",
+        "export_function_job_user": "roles/bigquery.jobUser",  # reconcile.tf: the reconciler's queries
     }
     build = resource("google_project_iam_member", "build")
     assert build["for_each"] == '${toset(["roles/logging.logWriter", "roles/artifactregistry.writer"])}'
-    iam_tf = (TF / "iam.tf").read_text()
+    iam_tf = (TF / "iam.tf").read_text() + (TF / "reconcile.tf").read_text()
     assert iam_tf.count("Project level on purpose") == len(project_grants)
 
 
