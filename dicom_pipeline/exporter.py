@@ -386,9 +386,13 @@ def _follow_existing(settings: Settings, record_name: str, event_id: str, instan
         _settle_batch(settings, batch_name, batch_generation, operation)  # its holder may be gone
         return _duplicate(event_id, instance, name, "exported by another delivery")
     if time.time() - float(record.get("started", 0)) < settings.stale_claim_seconds:
-        # Another delivery holds the claim and has not recorded its intent yet: come back later. Past the
-        # bound (longer than a function may run) its holder is gone, and it never started an export: the
-        # intent is recorded before the call.
+        # Another delivery holds the claim and has not recorded its intent yet. Past the bound (longer than a
+        # function may run) its holder is gone, and it never started an export: the intent comes first.
+        if "/instance-" in record_name:  # its holder exports the instance, or else the reconciler will
+            logs.log(logging.INFO, "export: another invocation holds this instance's claim; acknowledged",
+                     event_id=event_id, instance=instance, outcome="in-progress")
+            return "in-progress"
+        # An explicit request only has its message: come back later.
         raise TransientError("export of this message is in progress in another invocation")
     storage.delete(settings, settings.staging_bucket, record_name, if_generation_match=generation)
     return None

@@ -73,6 +73,8 @@ def missing_instances(query: Query, table: BigQueryTableUri) -> tuple[int, list[
     """(instances in the scratch table, filter lines of those without a row in `table`)."""
     scratch = _sql_name(scratch_table(table))
     stored = int(query(f"SELECT COUNT(*) FROM {scratch}")[0][0])  # noqa: S608 - names we built
+    if stored == 0:  # an empty store exports a table without the UID columns
+        return 0, []
     try:
         rows = query(f"SELECT DISTINCT {_KEYS} FROM {scratch} AS s WHERE NOT EXISTS (SELECT 1 FROM"  # noqa: S608
                      f" {_sql_name(table)} AS t WHERE t.SOPInstanceUID = s.SOPInstanceUID AND"

@@ -127,6 +127,18 @@ def _dead_letter_topic_messages(stack: LocalStack) -> int:
 
 
 def _observe(stack: LocalStack) -> dict[str, int]:
+    """Counts now; while a component the counts come from is down (being restarted), waits for it."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return _counts(stack)
+        except (requests.RequestException, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _counts(stack: LocalStack) -> dict[str, int]:
     counts = stack.row_counts()
     return {"store": stack.instance_count(), "rows": sum(counts.values()), "distinct": len(counts),
             "dead letters": len(stack.dead_letters("import"))}

@@ -268,14 +268,29 @@ def test_stale_claim_of_a_crashed_invocation_is_taken_over(pipeline) -> None:
     assert pipeline.rows() == [(instance.sop_uid,)]
 
 
-def test_fresh_claim_of_another_invocation_raises_for_a_retry(pipeline) -> None:
+def test_fresh_claim_of_another_invocation_is_left_to_it(pipeline) -> None:
     import time
 
     (instance,) = _stored(pipeline)
     event = pubsub_event(_path(pipeline, instance))
     _claim(pipeline, instance).upload_from_string(json.dumps({"status": "started", "started": time.time()}))
 
-    with pytest.raises(TransientError, match="in progress"):
+    # Its holder exports the instance (or the reconciler, if the holder died): acknowledged, not retried into
+    # the dead-letter topic.
+    assert export_dicom_metadata(event) == "in-progress"
+    assert pipeline.rows() == []
+
+
+def test_fresh_claim_of_an_explicit_request_raises_for_a_retry(pipeline) -> None:
+    import time
+
+    (instance,) = _stored(pipeline)
+    event = pubsub_event(json.dumps({"resourcePaths": [_filter_line(pipeline, instance)]}))
+    from dicom_pipeline.exporter import message_claim
+
+    pipeline.staging.blob(message_claim(event.data["message"]["messageId"])).upload_from_string(
+        json.dumps({"status": "started", "started": time.time()}))
+    with pytest.raises(TransientError, match="in progress"):  # only the message can bring it back
         export_dicom_metadata(event)
     assert pipeline.rows() == []
 
@@ -314,7 +329,7 @@ def test_a_permanently_failed_export_is_dead_lettered_once(pipeline) -> None:
     assert sorted(b["status"] for b in batches.values()) == ["failed", "succeeded"]
 
 
-def test_a_claim_whose_batch_was_never_recorded_waits_then_is_taken_over(pipeline) -> None:
+def test_a_claim_whose_batch_was_never_recorded_is_left_then_taken_over(pipeline) -> None:
     import time
 
     (instance,) = _stored(pipeline)
@@ -323,8 +338,7 @@ def test_a_claim_whose_batch_was_never_recorded_waits_then_is_taken_over(pipelin
     # Claimed by a delivery that has not recorded its batch yet (or crashed before it did).
     held = {"status": "claimed", "batch": "idempotency/export/batch-never-written.json", "started": time.time()}
     claim.upload_from_string(json.dumps(held))
-    with pytest.raises(TransientError, match="in progress"):
-        export_dicom_metadata(event)
+    assert export_dicom_metadata(event) == "in-progress"
 
     claim.upload_from_string(json.dumps({**held, "started": time.time() - 3600}))  # long ago: crashed
     assert export_dicom_metadata(event) == "succeeded"
