@@ -9,7 +9,6 @@ import urllib.request
 from typing import Any
 
 from dicom_pipeline import healthcare
-from dicom_pipeline.errors import classify
 
 from .common import FAILED, OK, UsageError, endpoint, print_json
 from .permissions import operation_permission_denied, role_hint
@@ -101,18 +100,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    operations_api = healthcare.operations(endpoint(args))
-    found: list[dict[str, Any]] = []
-    token = None
-    while True:
-        try:
-            page = operations_api.list(name=args.dataset, pageToken=token).execute(num_retries=0)
-        except Exception as exc:
-            raise classify(exc, "operations.list") from exc
-        found.extend(page.get("operations", []))
-        token = page.get("nextPageToken")
-        if not token:
-            break
+    found = healthcare.list_operations(endpoint(args), args.dataset)
     if args.format == "json":
         print_json([{**summary(op), "method": _method(op)} for op in found])
         return OK
