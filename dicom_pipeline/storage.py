@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import secrets
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from . import logs
 from .errors import classify
 
 DICM_OFFSET = 128
@@ -65,12 +67,35 @@ def authorized(credentials: Any, base: str) -> _Api:
     import urllib3
     from google.auth.transport.urllib3 import AuthorizedHttp
 
-    retries = urllib3.Retry(total=4, connect=3, read=2, status=3, backoff_factor=0.25,
-                            status_forcelist=_RETRY_STATUSES, allowed_methods=None, raise_on_status=False,
-                            respect_retry_after_header=True)
+    retries = _retry_class()(total=4, connect=3, read=2, status=3, backoff_factor=0.25,
+                             status_forcelist=_RETRY_STATUSES, allowed_methods=None, raise_on_status=False,
+                             respect_retry_after_header=True)
     # One keep-alive connection per concurrent request (gen2 serves up to THREADS at once, copies run 8 wide).
     pool = urllib3.PoolManager(maxsize=128, retries=retries, timeout=urllib3.Timeout(connect=10, read=60))
     return _Api(AuthorizedHttp(credentials, http=pool), base.rstrip("/"))
+
+
+@functools.cache
+def _retry_class() -> Any:
+    """Built on first use: importing this module stays free of urllib3."""
+    import urllib3
+
+    class LoggedRetry(urllib3.Retry):
+        """urllib3's Retry, saying so: one WARNING line per retry (urllib3 itself logs status retries only at
+        DEBUG), never a traceback."""
+
+        def increment(self, method: str | None = None, url: str | None = None, *args: Any, **kwargs: Any) -> Any:
+            retry = super().increment(method, url, *args, **kwargs)  # raises once the retries are used up
+            response, error = kwargs.get("response"), kwargs.get("error")
+            why = f"HTTP {response.status}" if response is not None else type(error).__name__ if error else "?"
+            path = (url or "").split("?", 1)[0]
+            logs.log(logging.WARNING, f"Cloud Storage {method} {path}: {why}, retrying (attempt"
+                     f" {len(retry.history) + 1})", outcome="retry")
+            return retry
+
+    return LoggedRetry
+
+
 
 
 def _object_path(bucket: str, name: str) -> str:

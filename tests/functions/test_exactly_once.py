@@ -202,3 +202,17 @@ def test_the_scheduled_reconcile_message_runs_a_pass_in_the_export_function(pipe
     assert pipeline.rows() == [(instance.sop_uid,)]
     assert export_dicom_metadata(pubsub_event(json.dumps({"reconcile": True}))) == "reconciled"
     assert pipeline.rows() == [(instance.sop_uid,)]
+
+
+def test_failed_cloud_storage_reads_are_retried_in_process_with_one_warning_each(pipeline, fake_gcs, monkeypatch,
+                                                                                 caplog) -> None:
+    (instance,) = _stored(pipeline)
+    with FaultProxy(fake_gcs.url, [Rule("read", "GET", "/o/", before=503, times=2)]) as gcs_proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_proxy.url)
+        with caplog.at_level(logging.WARNING, logger="dicom_pipeline"):
+            assert export_dicom_metadata(pubsub_event(_path(pipeline, instance))) == "succeeded"
+            assert export_dicom_metadata(pubsub_event(_path(pipeline, instance))) == "duplicate"  # reads its claim
+    assert gcs_proxy.counts == {"read": 2}
+    retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retries) == 2 and all("HTTP 503" in m for m in retries), retries
+    assert pipeline.rows() == [(instance.sop_uid,)]
