@@ -368,6 +368,13 @@ def _follow_existing(settings: Settings, record_name: str, event_id: str, instan
         batch_status = batch_record.get("status")
         if batch_status in ("succeeded", "failed"):
             return _duplicate(event_id, instance, name, f"already handled ({batch_status})")
+        if batch_status in ("starting", "unknown") and "/instance-" not in record_name:
+            # An explicit request: no reconciler stands behind it (it may name another table or disposition).
+            if batch_status == "starting" and \
+                    time.time() - float(batch_record.get("started", 0)) < settings.stale_claim_seconds:
+                raise TransientError("export of this message is being started by another invocation")
+            raise PermanentError("the outcome of this export request is unknown (the answer to dicomStores.export"
+                                 " was lost or its caller died): check the table before sending it again")
         if batch_status in ("starting", "unknown"):
             # Being started, or maybe started by an invocation that crashed or lost the answer: starting it
             # again could append twice. Acknowledged: its holder, or else the reconciler, gives the instances

@@ -205,7 +205,8 @@ def _burst(stack: LocalStack, proxy: FaultProxy, scenario: Scenario, uploads: in
               "duplicates": after["rows"] - after["distinct"], "settled (s)": round(settled, 1),
               "burst (s)": round(uploaded_at - started, 1), "dead-letter topics": _dead_letter_topic_messages(stack),
               "faults": dict(proxy.counts), "restarts": dict(stack.supervisor.restarts if stack.supervisor else {}),
-              "notes": run.notes + (stack.supervisor.notes if stack.supervisor else []), "bad": [f"gs://{UPLOAD_BUCKET}/{name}" for name in bad], "letters": letters}
+              "notes": run.notes + (stack.supervisor.notes if stack.supervisor else []),
+              "bad": [f"gs://{UPLOAD_BUCKET}/{name}" for name in bad], "letters": letters}
     _append_report(result)
     return result
 

@@ -95,6 +95,19 @@ def test_an_answer_lost_as_503_and_a_request_refused_with_503_are_both_exported_
     assert _reconcile(pipeline, capsys)["exported"] == 0  # a second pass finds nothing to do
 
 
+def test_an_explicit_request_with_a_lost_answer_is_dead_lettered_not_repeated(pipeline, proxy) -> None:
+    (instance,) = _stored(pipeline)
+    proxy.rules.append(Rule("lost", "POST", ":export", after="drop", times=1))
+    event = pubsub_event(json.dumps({"resourcePaths": [_path(pipeline, instance).split("/dicomWeb")[1]]}))
+
+    with pytest.raises(TransientError, match="outcome unknown"):
+        export_dicom_metadata(event)
+    assert export_dicom_metadata(event) is None  # no reconciler covers a request: the operator decides
+    (letter,) = pipeline.dead_letters("export")
+    assert "outcome of this export request is unknown" in letter["reason"]
+    assert _rows_settle(pipeline, 1) == [(instance.sop_uid,)]  # exported once, by the lost call
+
+
 def test_a_429_is_a_refusal_the_claim_is_released_and_the_retry_exports(pipeline, proxy) -> None:
     (instance,) = _stored(pipeline)
     proxy.rules.append(Rule("busy", "POST", ":export", before=429, times=1))
