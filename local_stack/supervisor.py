@@ -69,7 +69,11 @@ class Supervisor:
             process = component._process
             if process is None or process.poll() is None or self._stopping.is_set():
                 continue
-            self.note(f"{component.name} exited with code {process.returncode}; restarting it on the same port")
+            from .processes import tail
+
+            last = tail(component.log, 3).replace("\n", " | ")
+            self.note(f"{component.name} exited with code {process.returncode} (its log ended: {last[-400:]});"
+                      " restarting it on the same port")
             try:
                 component.start()
                 self.stack.restored(component)

@@ -45,3 +45,22 @@ def test_filesystem_backend_serves_what_the_pipeline_uses_and_cleans_up() -> Non
 def test_unknown_backend_is_refused() -> None:
     with pytest.raises(ValueError, match="memory or filesystem"):
         FakeGcsServer(backend="s3")
+
+
+def test_restarted_after_kill_9_mid_write_its_buckets_still_list() -> None:
+    import os
+    import signal
+
+    with FakeGcsServer(backend="filesystem") as server:
+        client = storage.Client(project="p", credentials=AnonymousCredentials(),
+                                client_options={"api_endpoint": server.url})
+        client.create_bucket("bk").blob("a/1.dcm").upload_from_string(b"complete")
+        assert server._process is not None and server._root is not None
+        os.killpg(server._process.pid, signal.SIGKILL)
+        server._process.wait()
+        # Killed between an object's data and its metadata (fake-gcs-server writes them one after the other).
+        (server._root / "bk" / "a%2F2.dcm").write_bytes(b"half")
+
+        server.start()  # as the local stack's supervisor restarts it
+
+        assert [b.name for b in client.list_blobs("bk")] == ["a/1.dcm"]  # unrepaired: 404 for every listing
