@@ -57,7 +57,7 @@ class ExportRequest:
     write_disposition: str
     resource_paths: tuple[str, ...]  # filter lines; empty only for an explicit whole-store export
     whole_store: bool = False
-    notification: bool = False  # one stored instance, claimed per instance (claim_name)
+    notification: bool = False  # one stored instance: claimed per instance (instance_claim)
 
 
 def parse_message(message: PubSubMessage, settings: Settings) -> ExportRequest | None:
@@ -145,7 +145,8 @@ class _Started:
 
 
 def export_message(settings: Settings, message: PubSubMessage, event_id: str) -> str:
-    """Export what the message asks for, at most once per message id; returns the outcome."""
+    """Export what the message asks for, at most once per stored instance (a notification) or message id (an
+    explicit request); returns the outcome."""
     if _is_reconcile(message):  # the scheduled job (terraform/reconcile.tf)
         from . import bigquery, reconciler
 
@@ -184,6 +185,10 @@ def instance_claim(filter_line: str) -> str:
     """A stored instance's claim: every notification of it and the reconciler claim the same object, so
     whichever comes first exports it and the others follow that export."""
     return f"idempotency/export/instance-{hashlib.sha256(filter_line.encode()).hexdigest()[:40]}.json"
+
+
+def is_instance_claim(name: str) -> bool:
+    return name.startswith("idempotency/export/instance-")
 
 
 def message_claim(message_id: str) -> str:
@@ -368,7 +373,7 @@ def _follow_existing(settings: Settings, record_name: str, event_id: str, instan
         batch_status = batch_record.get("status")
         if batch_status in ("succeeded", "failed"):
             return _duplicate(event_id, instance, name, f"already handled ({batch_status})")
-        if batch_status in ("starting", "unknown") and "/instance-" not in record_name:
+        if batch_status in ("starting", "unknown") and not is_instance_claim(record_name):
             # An explicit request: no reconciler stands behind it (it may name another table or disposition).
             if batch_status == "starting" and \
                     time.time() - float(batch_record.get("started", 0)) < settings.stale_claim_seconds:
@@ -395,7 +400,7 @@ def _follow_existing(settings: Settings, record_name: str, event_id: str, instan
     if time.time() - float(record.get("started", 0)) < settings.stale_claim_seconds:
         # Another delivery holds the claim and has not recorded its intent yet. Past the bound (longer than a
         # function may run) its holder is gone, and it never started an export: the intent comes first.
-        if "/instance-" in record_name:  # its holder exports the instance, or else the reconciler will
+        if is_instance_claim(record_name):  # its holder exports the instance, or else the reconciler will
             logs.log(logging.INFO, "export: another invocation holds this instance's claim; acknowledged",
                      event_id=event_id, instance=instance, outcome="in-progress")
             return "in-progress"

@@ -8,9 +8,10 @@ logs), and an export whose answer was lost leaves its claims "unknown" (exporter
 3. anti-join the scratch table against the table: the instances without a row;
 4. for each, its claim (exporter.instance_claim) decides: no claim → claim it and export it; a claim whose
    export is pending or done → leave it (its row is on the way); a claim whose export has an unknown
-   outcome, or was started by an invocation that died → take it over, but only when no export was running
-   at step 1 and the outcome became unknown well before: that operation, if there was one, is done, and the
-   instance still has no row, so it did not append it. Exporting it now is exact either way.
+   outcome, was started by an invocation that died, or whose operation failed with no one left to release
+   it → take it over, but only when no export was running at step 1 and the claim is well older than that:
+   that operation, if there was one, is done, and the instance still has no row, so it did not append it.
+   Exporting it now is exact either way.
 
 Claims make it safe to run while the pipeline runs: a notification arriving after the reconciler claimed its
 instance follows the reconciler's export, and the other way round.
@@ -137,6 +138,11 @@ def _verdict(settings: Settings, line: str, decidable: bool, before: float) -> t
     status = record.get("status")
     if status == "failed":
         return "failed", None
+    if status == "pending" and decidable and float(record.get("started", 0)) <= before and \
+            healthcare.get_operation(settings.healthcare_api_endpoint, record["operation"]).get("done"):
+        # Its operation was done before step 1 (created earlier, nothing running then) and the instance has
+        # no row: it failed, and its holder died before releasing the claim.
+        return "take over", generation
     if status in ("pending", "succeeded"):
         return "in_flight", None
     if status == "starting":  # the holder may still be about to call, until no function can still run

@@ -179,6 +179,29 @@ def test_an_intent_whose_holder_died_before_calling_is_exported_once_stale(pipel
     assert pipeline.rows() == [(instance.sop_uid,)]
 
 
+def test_a_claim_left_pending_on_a_failed_operation_is_taken_over(pipeline, emulator, capsys) -> None:
+    from dicom_pipeline import healthcare
+    from dicom_pipeline.names import BigQueryTableUri, DicomStoreName
+
+    first, second = _stored(pipeline, 2)
+    assert export_dicom_metadata(pubsub_event(_path(pipeline, first))) == "succeeded"
+    # A real failed operation: WRITE_EMPTY into a table that has rows.
+    started = healthcare.export_to_bigquery(emulator.url, DicomStoreName.from_string(pipeline.store.name),
+                                            BigQueryTableUri.from_string(pipeline.table), "WRITE_EMPTY", None)
+    failed = healthcare.wait(emulator.url, started, 30)
+    assert "error" in failed
+    # Its holder died after the operation failed, before releasing the claim.
+    batch = "idempotency/export/batch-holder-died.json"
+    pipeline.staging.blob(batch).upload_from_string(
+        json.dumps({"status": "pending", "operation": failed["name"], "started": time.time()}))
+    pipeline.staging.blob(exporter.instance_claim(_path(pipeline, second).split("/dicomWeb")[1])).upload_from_string(
+        json.dumps({"status": "claimed", "batch": batch, "started": time.time()}))
+
+    report = _reconcile(pipeline, capsys)
+    assert (report["missing"], report["exported"], report["takenOver"]) == (1, 1, 1)
+    assert sorted(pipeline.rows()) == sorted([(first.sop_uid,), (second.sop_uid,)])
+
+
 def test_an_instance_whose_notification_never_came_is_exported_by_the_reconciler(pipeline, capsys) -> None:
     first, second = _stored(pipeline, 2)
     assert export_dicom_metadata(pubsub_event(_path(pipeline, first))) == "succeeded"
