@@ -18,7 +18,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from healthcare_emulator.warehouse import READ_LOCK_TIMEOUT, connect_read_only, project_databases
+from .warehouse import READ_LOCK_TIMEOUT, connect_read_only, project_databases
 
 # Legacy SQL table reference: [project:dataset.table], project possibly domain-scoped (example.com:proj).
 _LEGACY_TABLE = re.compile(r"\[((?:[\w.\-]+:)?[\w.\-]+):(\w+)\.([\w\- ]+)\]")

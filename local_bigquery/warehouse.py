@@ -29,7 +29,7 @@ from urllib.parse import quote, unquote
 
 import duckdb
 
-from .bigquery_schema import DATE, FLOAT, INTEGER, JSON, RECORD, STRING, TIME, TIMESTAMP, Field, SchemaConflict
+from .schema import DATE, FLOAT, INTEGER, JSON, RECORD, STRING, TIME, TIMESTAMP, Field, SchemaConflict
 
 WAREHOUSE_DIR = "warehouse"
 WRITE_LOCK_TIMEOUT = 30.0  # seconds a write waits for readers in other processes to let go

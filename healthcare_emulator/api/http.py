@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
 
 
 @dataclass

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import MethodNotAllowed, NotFound
+from ..errors import ApiError, Internal, MethodNotAllowed, NotFound
 from .handlers import controls, datasets, dicom_stores, dicomweb, metrics, operations
-from .http import Request
+from .http import Request, Response, json_response
+
+if TYPE_CHECKING:
+    from ..app import Emulator
+
+logger = logging.getLogger(__name__)
 
 Handler = Callable[..., Any]
 
@@ -85,3 +92,16 @@ def resolve(request: Request) -> tuple[Handler, dict[str, str]]:
     if allowed:
         raise MethodNotAllowed(f"method {request.method} is not supported on {request.path!r}")
     raise NotFound(f"unknown path {request.path!r}")
+
+
+def handle(emulator: Emulator, request: Request) -> Response:
+    """Route a request; every failure becomes the Google JSON error envelope."""
+    try:
+        handler, params = resolve(request)
+        return handler(emulator, request, **params)
+    except ApiError as exc:
+        return json_response(exc.envelope(), exc.http_status)
+    except Exception as exc:  # keep serving whatever one request did
+        logger.error("internal error on %s %s\n%s", request.method, request.path, traceback.format_exc())
+        error = Internal(f"internal emulator error: {type(exc).__name__}")
+        return json_response(error.envelope(), error.http_status)

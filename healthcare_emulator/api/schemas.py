@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
 
 # field name -> None (scalar), "map" (string map), a dict (message) or [dict] (repeated message)
 Schema = dict[str, Any]

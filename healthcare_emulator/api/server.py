@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import logging
 import re
 import tempfile
@@ -13,9 +12,10 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import unquote
 
-from .app import Emulator
-from .errors import InvalidArgument, PayloadTooLarge
+from ..app import Emulator
+from ..errors import InvalidArgument, PayloadTooLarge
 from .http import Request, Response, json_response
+from .routes import handle
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ BANNER = (
 )
 MAX_BODY = 4 * 1024**3  # refuse bodies larger than this outright
 _PORT_SUFFIX = re.compile(r":\d+$")
+_MAX_HEADER_LINE, _MAX_HEADERS = 65536, 100  # as http.client (_MAXLINE, _MAXHEADERS)
 _ONE_WRITE = 256 * 1024  # responses up to this size go out with their head in one write
 
 
@@ -118,15 +119,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.command, self.path = command, path
         if self.path.startswith("//"):
             self.path = "/" + self.path.lstrip("/")  # reduce to a single /, as the stdlib does
-        try:
-            # The stdlib's reader: the same limits on line length and header count.
-            lines = http.client._read_headers(self.rfile)  # type: ignore[attr-defined]
-        except http.client.LineTooLong as err:
-            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(err))
-            return False
-        except http.client.HTTPException as err:
-            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", str(err))
-            return False
+        lines: list[bytes] = []
+        while True:  # the stdlib's limits on line length and header count, without its private reader
+            line = self.rfile.readline(_MAX_HEADER_LINE + 1)
+            if len(line) > _MAX_HEADER_LINE:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", "header line")
+                return False
+            lines.append(line)
+            if len(lines) > _MAX_HEADERS:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers",
+                                f"got more than {_MAX_HEADERS} headers")
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
         self.headers = _parse_header_lines(lines)  # type: ignore[assignment]
         connection = (self.headers.get("Connection") or "").lower()
         if connection == "close":
@@ -174,7 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
             base_url=f"http://{host}",
         )
-        self._send(self.server.emulator.handle(request))
+        self._send(handle(self.server.emulator, request))
 
     def _send(self, response: Response) -> None:
         self.send_response(response.status)

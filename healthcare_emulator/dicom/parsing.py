@@ -28,7 +28,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.valuerep import PersonName
 
-from .names import is_valid_uid
+from ..names import is_valid_uid
 
 # pydicom logs invalid values verbatim (a malformed PatientName would be PHI in our logs): keep it quiet.
 logging.getLogger("pydicom").setLevel(logging.ERROR)

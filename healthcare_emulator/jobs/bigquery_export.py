@@ -1,7 +1,7 @@
 """dicomStores.export to BigQuery (bigqueryDestination) and streaming inserts (streamConfigs).
 
-The rows come from each instance's stored DICOM JSON (never from its blob) through bigquery_schema.py and
-land in the local DuckDB warehouse through warehouse.py; this module holds the API rules in between:
+The rows come from each instance's stored DICOM JSON (never from its blob) through local_bigquery.schema and
+land in the local DuckDB warehouse through local_bigquery.warehouse; this module holds the API rules in between:
 request validation, `force` / `writeDisposition` (reference §4.4), counters and errors.
 """
 
@@ -12,9 +12,10 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
-from .bigquery_schema import (
+from local_bigquery.schema import (
     Converter,
     Field,
     SchemaConflict,
@@ -23,15 +24,14 @@ from .bigquery_schema import (
     extra_values,
     json_schema_fields,
 )
-from .errors import AlreadyExists, ApiError, FailedPrecondition, InvalidArgument
-from .exports import load_filter, select_records
-from .names import DicomStoreName
-from .operations import OperationContext
-from .storage import InstanceRecord
-from .warehouse import TableRef, WarehouseBusy, write_rows
+from local_bigquery.warehouse import TableRef, WarehouseBusy, write_rows
 
-if TYPE_CHECKING:
-    from .app import Emulator
+from ..errors import AlreadyExists, ApiError, FailedPrecondition, InvalidArgument
+from ..names import DicomStoreName
+from ..store.dicom_store import InstanceRecord, Storage
+from .cloud_storage import GcsReader
+from .export_selection import load_filter, select_records
+from .operations import OperationContext
 
 logger = logging.getLogger(__name__)
 
@@ -200,8 +200,8 @@ def _write(data_dir: Any, dest_table: TableRef, batch: _Batch, *, replace: bool,
         raise Unavailable(f"cannot write to BigQuery table {dest_table}: {exc}") from None
 
 
-def export_job(app: Emulator, store: DicomStoreName, store_id: int, destination: dict[str, Any],
-               filter_uri: str | None) -> Callable[[OperationContext], None]:
+def export_job(storage: Storage, gcs: GcsReader, data_dir: Path, store: DicomStoreName, store_id: int,
+               destination: dict[str, Any], filter_uri: str | None) -> Callable[[OperationContext], None]:
     """Validate the destination now (InvalidArgument) and return the operation's job."""
     dest = parse_destination(destination)
     replace, check = _write_policy(dest)
@@ -209,8 +209,8 @@ def export_job(app: Emulator, store: DicomStoreName, store_id: int, destination:
     uid_keys = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 
     def run(context: OperationContext) -> None:
-        resource_filter = load_filter(app.gcs, filter_uri)
-        records = select_records(app.storage, store_id, resource_filter)
+        resource_filter = load_filter(gcs, filter_uri)
+        records = select_records(storage, store_id, resource_filter)
         context.add(pending=len(records))
         batch = _convert(records, store_name, dest.include_source_store, dest.json_schema,
                          with_type=not dest.change_data_capture, change_type="INSERT",
@@ -221,7 +221,7 @@ def export_job(app: Emulator, store: DicomStoreName, store_id: int, destination:
         context.check_cancelled()
         try:
             # One transaction: the table state check, schema changes and every row, or nothing.
-            _write(app.data_dir, dest.table, batch, replace=replace, check=check,
+            _write(data_dir, dest.table, batch, replace=replace, check=check,
                    keys=uid_keys if dest.change_data_capture else ())
         finally:
             context.add(pending=-len(batch.lines))  # written or not, nothing is pending any more
@@ -235,7 +235,7 @@ def export_job(app: Emulator, store: DicomStoreName, store_id: int, destination:
     return run
 
 
-def append_instances(app: Emulator, table_uri: str, store_name: str, records: list[InstanceRecord],
+def append_instances(data_dir: Path, table_uri: str, store_name: str, records: list[InstanceRecord],
                      include_source_store: bool, *, json_schema: bool = False, change_type: str = "INSERT") -> None:
     """Streaming (streamConfigs): append one row per instance, creating the table or extending its schema.
 
@@ -253,4 +253,4 @@ def append_instances(app: Emulator, table_uri: str, store_name: str, records: li
         logger.warning("streaming to %s skipped %s: the row is larger than BigQuery's 1 MB streaming limit",
                        ref.uri, _instance_path(store_name, record))
     if batch.lines:
-        _write(app.data_dir, ref, batch, replace=False, check=None)
+        _write(data_dir, ref, batch, replace=False, check=None)

@@ -14,8 +14,8 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
 
-from .errors import InvalidArgument
-from .names import parse_gcs_uri
+from ..errors import InvalidArgument
+from ..names import parse_gcs_uri
 
 _WILDCARDS = re.compile(r"\*\*|\*|\?")
 _DOUBLE_STAR_SUFFIX = re.compile(r"(\.[^/*?]*)?")
@@ -120,7 +120,7 @@ class GcsReader:
             blobs = client.list_blobs(pattern.bucket, prefix=pattern.prefix or None)
             return [SourceObject(b.name, b.size or 0) for b in blobs if pattern.matches(b.name)]
         except exceptions.NotFound:
-            from .errors import NotFound
+            from ..errors import NotFound
 
             raise NotFound(f"Cloud Storage bucket gs://{pattern.bucket} not found") from None
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .errors import InvalidArgument, NotFound
-from .filters import ResourceFilter, parse_filter
-from .gcs import GcsReader
-from .names import parse_gcs_uri
-from .storage import InstanceRecord, Storage
+from ..errors import InvalidArgument, NotFound
+from ..names import parse_gcs_uri
+from ..store.dicom_store import InstanceRecord, Storage
+from .cloud_storage import GcsReader
+from .filter_files import ResourceFilter, parse_filter
 
 
 def load_filter(reader: GcsReader, uri: str | None) -> ResourceFilter | None:

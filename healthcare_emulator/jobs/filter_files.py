@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .errors import InvalidArgument
-from .names import is_valid_uid
+from ..errors import InvalidArgument
+from ..names import is_valid_uid
 
 _LINE = re.compile(r"/studies/([^/]+)(?:/series/([^/]+)(?:/instances/([^/]+))?)?")
 

@@ -21,18 +21,15 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import pixels
-from .errors import InvalidArgument, NotFound, Unimplemented
-from .exports import load_filter, select_records
-from .gcs import storage_client
-from .names import DicomStoreName
+from ..dicom import pixels
+from ..errors import InvalidArgument, NotFound, Unimplemented
+from ..names import DicomStoreName
+from ..store.dicom_store import InstanceRecord, Storage
+from .cloud_storage import GcsReader, storage_client
+from .export_selection import load_filter, select_records
 from .operations import OperationContext
-from .storage import InstanceRecord
-
-if TYPE_CHECKING:
-    from .app import Emulator
 
 logger = logging.getLogger(__name__)
 
@@ -198,20 +195,20 @@ class GcsWriter:
         self._client().bucket(bucket).blob(name).upload_from_string(data, content_type=content_type)
 
 
-def export_job(app: Emulator, store: DicomStoreName, store_id: int, destination: dict[str, Any],
+def export_job(storage: Storage, gcs: GcsReader, store: DicomStoreName, store_id: int, destination: dict[str, Any],
                filter_uri: str | None) -> Callable[[OperationContext], None]:
     """Validate the destination now (InvalidArgument) and return the operation's job."""
     if not isinstance(destination, dict):
         raise InvalidArgument("gcsDestination must be an object with uriPrefix and an optional mimeType")
     bucket, prefix = parse_uri_prefix(destination.get("uriPrefix"))
     export_format = parse_mime_type(destination.get("mimeType"))
-    writer = GcsWriter(app.gcs.emulator_host)
+    writer = GcsWriter(gcs.emulator_host)
     content_type = export_format.media_type
 
     def export_instance(record: InstanceRecord) -> str | None:
         """Write one instance's objects; None on success, else the reason it failed."""
         try:
-            data = app.storage.blob_path(store_id, record.sha256).read_bytes()
+            data = storage.blob_path(store_id, record.sha256).read_bytes()
         except FileNotFoundError:
             return "the instance was deleted from the store while the export ran"
         try:
@@ -227,9 +224,9 @@ def export_job(app: Emulator, store: DicomStoreName, store_id: int, destination:
         return None
 
     def run(context: OperationContext) -> None:
-        resource_filter = load_filter(app.gcs, filter_uri)
+        resource_filter = load_filter(gcs, filter_uri)
         writer.check_bucket(bucket)
-        records = select_records(app.storage, store_id, resource_filter)
+        records = select_records(storage, store_id, resource_filter)
         context.add(pending=len(records))
         _export_all(records, export_instance, context)
         context.check_cancelled()

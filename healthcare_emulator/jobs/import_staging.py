@@ -9,9 +9,9 @@ import contextlib
 import os
 from collections.abc import Iterable
 
-from .dicom import InvalidDicom, parse_instance
-from .gcs import GcsReader
-from .storage import StagedInstance
+from ..dicom.parsing import InvalidDicom, parse_instance
+from ..store.dicom_store import StagedInstance
+from .cloud_storage import GcsReader
 
 # One object to stage: (object name, staging file path).
 Job = tuple[str, str]

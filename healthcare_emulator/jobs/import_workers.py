@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
-from .gcs import GcsReader
-from .staging import Job, Outcome, stage_object
+from ..lifecycle import process_alive
+from .cloud_storage import GcsReader
+from .import_staging import Job, Outcome, stage_object
 
 POOL_WORKERS = min(8, max(2, os.cpu_count() or 2))  # each worker holds pydicom and a few objects
 _POOL_IDLE_SECONDS = 30.0  # workers stay for follow-up imports, then exit
@@ -57,7 +58,7 @@ def _exit_with(pid: int, mp_dir: str) -> None:
         except ProcessLookupError:
             return  # already gone
         except (AttributeError, OSError):  # no pidfd here: poll
-            while _alive(pid):
+            while process_alive(pid):
                 time.sleep(1.0)
             return
         select.select([pidfd], [], [])
@@ -69,16 +70,6 @@ def _exit_with(pid: int, mp_dir: str) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="exit-with-emulator", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _keep_freed_memory() -> None:

@@ -22,13 +22,13 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from .dicom import ParsedInstance, parse_instance
-from .errors import InvalidArgument, NotFound
-from .gcs import GcsReader, ObjectPattern
+from ..dicom.parsing import ParsedInstance, parse_instance
+from ..errors import InvalidArgument, NotFound
+from ..store.dicom_store import CONFLICT, STORED, StagedInstance, Storage
+from .cloud_storage import GcsReader, ObjectPattern
+from .import_staging import Job, Outcome, discard, discard_jobs, stage_data, stage_object
 from .import_workers import POOL_WORKERS, WorkerPool, Workers, stage_in_worker
 from .operations import OperationContext, now_rfc3339
-from .staging import Job, Outcome, discard, discard_jobs, stage_data, stage_object
-from .storage import CONFLICT, STORED, StagedInstance, Storage
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import ApiError, FailedPrecondition, Internal, NotFound
-from .names import DatasetName
-from .storage import Storage
+from ..errors import ApiError, FailedPrecondition, Internal, NotFound
+from ..names import DatasetName
+from ..store.dicom_store import Storage
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .dicom import ParsedInstance
-from .errors import AlreadyExists, NotFound
+from ..dicom.parsing import ParsedInstance
+from ..errors import AlreadyExists, NotFound
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
-from .errors import InvalidArgument
-from .storage import InstanceRecord
+from ..errors import InvalidArgument
+from .dicom_store import InstanceRecord
 
 STUDY, SERIES, INSTANCE = "study", "series", "instance"
 

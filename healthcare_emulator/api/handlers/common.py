@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidArgument
-from ..names import DatasetName, DicomStoreName, LocationName, OperationName
+from ...errors import InvalidArgument
+from ...names import DatasetName, DicomStoreName, LocationName, OperationName
 
 if TYPE_CHECKING:
-    from ..app import Emulator
+    from ...app import Emulator
 
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 100, 1000
 

@@ -8,7 +8,7 @@ from ..http import Request, Response, json_response
 from .common import operation_name
 
 if TYPE_CHECKING:
-    from ..app import Emulator
+    from ...app import Emulator
 
 
 def health(app: Emulator, request: Request, **params: str) -> Response:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import InvalidArgument
+from ...errors import InvalidArgument
+from ...names import DatasetName, check_resource_id
 from ..http import Request, Response, json_response
-from ..names import DatasetName, check_resource_id
 from ..schemas import DATASET, check_fields
 from .common import dataset_name, existing_dataset, location_name, page, without_empty
 
 if TYPE_CHECKING:
-    from ..app import Emulator
+    from ...app import Emulator
 
 _DATASET_TYPE = "type.googleapis.com/google.cloud.healthcare.{version}.dataset.Dataset"
 

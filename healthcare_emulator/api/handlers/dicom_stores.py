@@ -1,4 +1,4 @@
-"""projects.locations.datasets.dicomStores: CRUD, import (LRO), metrics; export is part 2."""
+"""projects.locations.datasets.dicomStores: CRUD, import, export and storage class (LROs)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import copy
 import re
 from typing import TYPE_CHECKING, Any
 
-from .. import bigquery_export, gcs_export
-from ..blob_settings import set_storage_class_job
-from ..errors import InvalidArgument, NotFound
-from ..gcs import parse_object_pattern
+from ...errors import InvalidArgument, NotFound
+from ...jobs import bigquery_export, gcs_export
+from ...jobs.blob_settings import set_storage_class_job
+from ...jobs.cloud_storage import parse_object_pattern
+from ...names import DicomStoreName, check_resource_id, check_uid, parse_gcs_uri
 from ..http import Request, Response, json_response
-from ..names import DicomStoreName, check_resource_id, check_uid, parse_gcs_uri
 from ..schemas import (
     BLOB_STORAGE_CLASSES,
     DICOM_STORE,
@@ -23,7 +23,7 @@ from ..schemas import (
 from .common import dataset_name, existing_dataset, existing_store, page, store_name, without_empty
 
 if TYPE_CHECKING:
-    from ..app import Emulator
+    from ...app import Emulator
 
 _LABEL_KEY = re.compile(r"[^\W\d_A-Z][\w-]{0,62}")
 _LABEL_VALUE = re.compile(r"[\w-]{0,63}")
@@ -185,11 +185,12 @@ def export(app: Emulator, request: Request, **params: str) -> Response:
     if filter_uri:
         parse_gcs_uri(filter_uri, "filterConfig.resourcePathsGcsUri")
     if bigquery_destination is not None:
-        job = bigquery_export.export_job(app, name, store_id, bigquery_destination, filter_uri)
+        job = bigquery_export.export_job(app.storage, app.gcs, app.data_dir, name, store_id, bigquery_destination,
+                                         filter_uri)
         # The Italian seed shows these two values for BigQuery exports.
         method, response_type = _EXPORT_METHOD + "_bq", "type.googleapis.com/google.protobuf.Empty"
     else:
-        job = gcs_export.export_job(app, name, store_id, gcs_destination, filter_uri)
+        job = gcs_export.export_job(app.storage, app.gcs, name, store_id, gcs_destination, filter_uri)
         method, response_type = _EXPORT_METHOD, _EXPORT_RESPONSE
     op = app.engine.start(name.dataset_name, method.format(version=request.version), job, request.version,
                           response_type.format(version=request.version))
@@ -211,7 +212,7 @@ def set_blob_storage_settings(app: Emulator, request: Request, **params: str) ->
     filter_uri = body.get("filterConfig", {}).get("resourcePathsGcsUri") or None
     if filter_uri:
         parse_gcs_uri(filter_uri, "filterConfig.resourcePathsGcsUri")
-    job = set_storage_class_job(app, name, store_id, storage_class, filter_uri, study_uid)
+    job = set_storage_class_job(app.storage, app.gcs, app.changes, name, store_id, storage_class, filter_uri, study_uid)
     op = app.engine.start(name.dataset_name, _BLOB_METHOD.format(version=request.version), job,
                           request.version, _BLOB_RESPONSE.format(version=request.version))
     return json_response(op)

@@ -19,9 +19,8 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.uid import UID
 
-from .. import multipart, qido
-from ..dicom import InvalidDicom, parse_instance
-from ..errors import (
+from ...dicom.parsing import InvalidDicom, parse_instance
+from ...errors import (
     InvalidArgument,
     MethodNotAllowed,
     NotAcceptable,
@@ -29,14 +28,16 @@ from ..errors import (
     Unimplemented,
     UnsupportedMediaType,
 )
+from ...jobs.ingest import CHECKSUM_MISMATCH
+from ...names import DicomStoreName, check_uid
+from ...store import qido
+from ...store.dicom_store import CONFLICT, InstanceRecord
+from .. import multipart
 from ..http import Request, Response, json_response
-from ..ingest import CHECKSUM_MISMATCH
-from ..names import DicomStoreName, check_uid
-from ..storage import CONFLICT, InstanceRecord
 from .common import existing_store, store_name
 
 if TYPE_CHECKING:
-    from ..app import Emulator
+    from ...app import Emulator
 
 DICOM_JSON = "application/dicom+json"
 DICOM_XML = "application/dicom+xml"

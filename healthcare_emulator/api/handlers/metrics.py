@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NotFound
+from ...errors import NotFound
+from ...names import check_uid
+from ...store.dicom_store import InstanceRecord
 from ..http import Request, Response, json_response
-from ..names import check_uid
-from ..storage import InstanceRecord
 from .common import existing_store, store_name
 
 if TYPE_CHECKING:
-    from ..app import Emulator
+    from ...app import Emulator
 
 
 def _records(app: Emulator, params: dict[str, str], **uids: str) -> tuple[str, list[InstanceRecord]]:

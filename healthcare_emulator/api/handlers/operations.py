@@ -8,7 +8,7 @@ from ..http import Request, Response, json_response
 from .common import dataset_name, existing_dataset, operation_name, page, without_empty
 
 if TYPE_CHECKING:
-    from ..app import Emulator
+    from ...app import Emulator
 
 
 def get(app: Emulator, request: Request, **params: str) -> Response:
