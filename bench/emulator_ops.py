@@ -31,9 +31,9 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from dicom_samples import synthetic_studies  # noqa: E402
 from local_stack.fake_gcs import FakeGcsServer  # noqa: E402
 from local_stack.processes import cpu_seconds, free_port, http_ok, wait_until_ready  # noqa: E402
-from local_stack.sample_data import synthetic_studies  # noqa: E402
 
 PROJECT, LOCATION, DATASET, STORE = "bench", "us-central1", "ds", "store"
 BUCKET, TOPIC = "bench-upload", "dicom-notifications"

@@ -45,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
+    from dicom_samples import synthetic_studies
     from healthcare_emulator import EmulatorServer
     from local_stack.fake_gcs import FakeGcsServer
     from local_stack.healthcare_api import create_dicom_store, healthcare_service, wait_for_operation
-    from local_stack.sample_data import synthetic_studies
 
     print(f"cpus: {os.cpu_count()}  load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with FakeGcsServer() as gcs, EmulatorServer(storage_emulator_host=gcs.url) as server:

@@ -50,9 +50,8 @@ LIMIT 10;
 # --- demo ------------------------------------------------------------------------------------------------------
 
 def demo(args: argparse.Namespace) -> int:
+    from dicom_samples import synthetic_studies, vendor_corpus
     from local_bigquery.query import run_query
-
-    from .sample_data import synthetic_studies, vendor_corpus
 
     started = time.monotonic()
     print("starting the local stack …", flush=True)

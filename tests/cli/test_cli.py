@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cli import main
-from local_stack.sample_data import synthetic_studies
+from dicom_samples import synthetic_studies
 from tests.cli.conftest import storage_class, upload_studies
 from tests.helpers import metrics
 

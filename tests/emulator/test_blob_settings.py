@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from local_stack.sample_data import synthetic_studies
+from dicom_samples import synthetic_studies
 from tests.helpers import run_import, wait
 
 pytestmark = pytest.mark.integration

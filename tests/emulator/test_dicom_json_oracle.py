@@ -21,8 +21,8 @@ import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
 
+from dicom_samples import vendor_corpus
 from healthcare_emulator.dicom.parsing import InvalidDicom, parse_instance
-from local_stack.sample_data import vendor_corpus
 
 pytestmark = [pytest.mark.dcmtk, pytest.mark.integration]
 

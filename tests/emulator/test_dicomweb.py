@@ -15,7 +15,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.encaps import generate_frames
 
-from local_stack.sample_data import SyntheticInstance, synthetic_instance, synthetic_studies
+from dicom_samples import SyntheticInstance, synthetic_instance, synthetic_studies
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from googleapiclient import discovery
 
+from dicom_samples import synthetic_studies
 from healthcare_emulator.store.dicom_store import Storage
-from local_stack.sample_data import synthetic_studies
 from tests.helpers import wait
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

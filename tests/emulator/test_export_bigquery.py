@@ -31,7 +31,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from local_stack.sample_data import SyntheticInstance, synthetic_studies
+from dicom_samples import SyntheticInstance, synthetic_studies
 from tests.conftest import LOCATION, PROJECT, StoreRef
 from tests.helpers import wait
 
@@ -884,7 +884,7 @@ class CorpusChecker:
 def test_vendor_corpus_rows_match_an_independent_reading_of_each_file(emulator, healthcare, new_store, new_bucket):
     """Every readable corpus file is exported (re-encodings of one instance go to separate stores, all
     appended to one table) and each row is compared, element by element, with plain pydicom's reading."""
-    from local_stack.sample_data import vendor_corpus
+    from dicom_samples import vendor_corpus
     from tests.helpers import run_import
 
     files = vendor_corpus()

@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import generate_frames
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 from tests.helpers import wait
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from local_stack.sample_data import synthetic_studies
+from dicom_samples import synthetic_studies
 from tests.emulator.test_export_bigquery import column_types, make_table, new_table, rows, stow, uri
 from tests.helpers import wait
 

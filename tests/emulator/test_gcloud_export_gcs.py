@@ -9,7 +9,7 @@ import time
 import pydicom
 import pytest
 
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 
 pytestmark = [
     pytest.mark.integration,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from local_stack.sample_data import synthetic_instance, synthetic_studies, vendor_corpus
+from dicom_samples import synthetic_instance, synthetic_studies, vendor_corpus
 from tests.helpers import metrics, run_import
 
 pytestmark = pytest.mark.integration

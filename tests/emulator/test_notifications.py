@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 from tests.conftest import PROJECT
 from tests.helpers import run_import
 

@@ -6,7 +6,7 @@ import pytest
 import requests
 from googleapiclient.errors import HttpError
 
-from local_stack.sample_data import synthetic_studies
+from dicom_samples import synthetic_studies
 from tests.helpers import wait
 
 pytestmark = pytest.mark.integration

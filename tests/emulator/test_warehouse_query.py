@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
+from dicom_samples import synthetic_instance, synthetic_studies
 from local_bigquery.query import QueryError, run_query, translate
-from local_stack.sample_data import synthetic_instance, synthetic_studies
 from tests.conftest import LOCATION, PROJECT, StoreRef
 from tests.emulator.test_export_bigquery import export, stow
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from cloudevents.conversion import to_binary, to_structured
 
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 
 from .conftest import pubsub_event
 

@@ -10,7 +10,7 @@ import pytest
 from cloudevents.conversion import to_binary, to_structured
 
 from dicom_pipeline.errors import TransientError
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 from main import export_dicom_metadata, import_dicom_object
 
 from .conftest import pubsub_event

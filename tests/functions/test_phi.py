@@ -8,7 +8,7 @@ import pydicom
 import pytest
 from pydicom.filebase import DicomBytesIO
 
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 from main import export_dicom_metadata, import_dicom_object
 
 from .conftest import pubsub_event

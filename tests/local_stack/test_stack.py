@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import requests
 
+from dicom_samples import synthetic_instance, vendor_corpus
 from local_stack.pubsub_emulator import launcher_path
-from local_stack.sample_data import synthetic_instance, vendor_corpus
 from local_stack.stack import NOTIFICATION_TOPIC, STORAGE_TOPIC, UPLOAD_BUCKET, LocalStack
 
 pytestmark = [pytest.mark.integration,

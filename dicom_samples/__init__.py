@@ -1,4 +1,9 @@
-"""Synthetic DICOM studies (no PHI) generated with pydicom, and pydicom's shipped vendor corpus."""
+"""DICOM to feed the pipeline: synthetic studies (no PHI) generated with pydicom, and pydicom's vendor corpus.
+
+Test data, not product code: the tests, the benchmarks and the local stack's demo (`python -m local_stack
+demo`) use it; the deployed functions and the emulator never import it. It is a package of its own rather
+than a tests/ module because the demo runs from an installed checkout, where tests/ is not importable.
+"""
 
 from __future__ import annotations
 
