@@ -137,8 +137,9 @@ def _connect_for_write(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
     path.parent.mkdir(parents=True, exist_ok=True)
     con = _with_retry(lambda: duckdb.connect(str(path)), timeout, f"warehouse database {path}")
     con.execute("SET TimeZone = 'UTC'")  # rows carry UTC times; a TIMESTAMPTZ column must read them so
-    # One thread: DuckDB's parallel operators cost ~30% more CPU on the small writes exports and streaming
-    # make (tens of rows); write_rows raises it for large ones, where parallel reading saves wall time.
+    # One thread: DuckDB's parallel operators cost more CPU than they save on the small writes exports and
+    # streaming make (tens of rows; bench/README.md); write_rows raises it for large ones, where parallel
+    # reading saves wall time.
     con.execute("SET threads = 1")
     return con
 
