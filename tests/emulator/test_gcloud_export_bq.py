@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from dicom_samples import synthetic_studies
-from tests.emulator.test_export_bigquery import column_types, make_table, new_table, rows, stow, uri
+from tests.emulator.bigquery_export.helpers import column_types, make_table, new_table, rows, stow, uri
 from tests.helpers import wait
 
 pytestmark = [

@@ -13,7 +13,7 @@ import pytest
 from dicom_samples import synthetic_instance, synthetic_studies
 from local_bigquery.query import QueryError, run_query, translate
 from tests.conftest import LOCATION, PROJECT, StoreRef
-from tests.emulator.test_export_bigquery import export, stow
+from tests.emulator.bigquery_export.helpers import export, stow
 
 pytestmark = pytest.mark.integration
 
