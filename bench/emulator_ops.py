@@ -101,7 +101,7 @@ def create_resources(base: str, gcs: str, pubsub_host: str | None) -> None:
 
 
 @contextlib.contextmanager
-def py_spy(pid: int, out: str | None):  # type: ignore[no-untyped-def]
+def py_spy(pid: int, out: str | None):
     """py-spy record --gil on the emulator while the block runs (only with --py-spy)."""
     if not out:
         yield

@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=50, help="warm events after the first (default 50)")
     args = parser.parse_args(argv)
 
+    import google.cloud.storage as storage
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
 
     from dicom_samples import synthetic_instance
     from healthcare_emulator import EmulatorServer

@@ -60,8 +60,8 @@ def generate(files_dir: Path, count: int, sizes: tuple[int, ...]) -> int:
 
 
 def upload(gcs_url: str, files: list[Path]) -> None:
+    import google.cloud.storage as storage
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
 
     local = threading.local()
 

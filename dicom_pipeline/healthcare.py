@@ -69,7 +69,7 @@ def _thread_clients(endpoint: str | None) -> _Clients:
         cache = _local.clients = {}
     if endpoint not in cache:
         cache[endpoint] = _new_clients(endpoint)
-    return cache[endpoint]  # type: ignore[no-any-return]
+    return cache[endpoint]
 
 
 def dicom_stores(endpoint: str | None) -> Any:

@@ -260,8 +260,8 @@ class LocalStack:
             raise RuntimeError(f"Pub/Sub emulator: PUT {path} → {response.status_code} {response.text[:300]}")
 
     def _create_resources(self) -> None:
+        import google.cloud.storage as storage
         from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
 
         project = self.names.project
         # The triggers' subscriptions, drained by the Eventarc adapter (the emulator's push is one at a time).
@@ -284,8 +284,8 @@ class LocalStack:
     # --- what happened ----------------------------------------------------------------------------------------
 
     def storage_client(self) -> Any:
+        import google.cloud.storage as storage
         from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
 
         return storage.Client(project=self.names.project, credentials=AnonymousCredentials(),
                               client_options={"api_endpoint": self.gcs.url})

@@ -68,7 +68,7 @@ def parse_object_pattern(uri: str) -> ObjectPattern:
 
 def storage_client(emulator_host: str | None):  # type: ignore[no-untyped-def]
     """A google-cloud-storage client: anonymous against an emulator, default credentials otherwise."""
-    from google.cloud import storage  # imported lazily: only Cloud Storage work needs it
+    import google.cloud.storage as storage  # imported lazily: only Cloud Storage work needs it
 
     if not emulator_host:
         return storage.Client()

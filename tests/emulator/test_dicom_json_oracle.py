@@ -65,7 +65,7 @@ def _params() -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def stored(healthcare, emulator) -> dict[Path, str]:  # type: ignore[no-untyped-def]
+def stored(healthcare, emulator) -> dict[Path, str]:
     """STOW every accepted corpus file; returns each file's instance URL."""
     datasets = healthcare.projects().locations().datasets()
     dataset = f"oracle-{uuid.uuid4().hex[:8]}"

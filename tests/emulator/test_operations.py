@@ -12,12 +12,12 @@ from tests.helpers import wait
 pytestmark = pytest.mark.integration
 
 
-def operations(healthcare):  # type: ignore[no-untyped-def]
+def operations(healthcare):
     return healthcare.projects().locations().datasets().operations()
 
 
 @pytest.fixture(scope="module")
-def many_objects(gcs_client):  # type: ignore[no-untyped-def]
+def many_objects(gcs_client):
     """A bucket with enough objects that an import is still running when the test looks at it."""
     import uuid
 

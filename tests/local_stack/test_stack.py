@@ -175,7 +175,7 @@ def test_sigterm_to_the_owner_leaves_no_process(tmp_path) -> None:
     owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                              cwd=Path(__file__).resolve().parents[2])
     try:
-        pids = json.loads(owner.stdout.readline())  # type: ignore[union-attr]
+        pids = json.loads(owner.stdout.readline())
         assert _live_members(set(pids.values()))
         owner.send_signal(signal.SIGTERM)
         assert owner.wait(60) == 128 + signal.SIGTERM

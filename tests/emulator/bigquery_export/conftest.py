@@ -13,7 +13,7 @@ from .helpers import stow
 
 
 @pytest.fixture(scope="module")
-def populated(emulator, healthcare) -> tuple[StoreRef, list[SyntheticInstance]]:  # type: ignore[no-untyped-def]
+def populated(emulator, healthcare) -> tuple[StoreRef, list[SyntheticInstance]]:
     """One store with 2 studies x 2 series x 2 instances, shared by the tests that only read it."""
     ref = StoreRef(PROJECT, LOCATION, f"ds-{uuid.uuid4().hex[:10]}", "bq-source")
     datasets = healthcare.projects().locations().datasets()

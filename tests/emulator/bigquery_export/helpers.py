@@ -20,7 +20,7 @@ from tests.helpers import wait
 REPO = Path(__file__).resolve().parents[3]
 
 
-def stow(emulator, store: StoreRef, parts: list[bytes]) -> None:  # type: ignore[no-untyped-def]
+def stow(emulator, store: StoreRef, parts: list[bytes]) -> None:
     """Store Part-10 files in one multipart STOW-RS request."""
     boundary = uuid.uuid4().hex
     body = b"".join(b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + p + b"\r\n"
@@ -31,7 +31,7 @@ def stow(emulator, store: StoreRef, parts: list[bytes]) -> None:  # type: ignore
     assert answer.status_code == 200, answer.text
 
 
-def export(healthcare, store: StoreRef, destination: dict, filter_uri: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+def export(healthcare, store: StoreRef, destination: dict, filter_uri: str | None = None) -> dict:
     body: dict = {"bigqueryDestination": destination}
     if filter_uri:
         body["filterConfig"] = {"resourcePathsGcsUri": filter_uri}
@@ -49,7 +49,7 @@ def uri(table: tuple[str, str, str]) -> str:
 
 
 @contextmanager
-def warehouse(emulator, project: str = PROJECT) -> Iterator[duckdb.DuckDBPyConnection]:  # type: ignore[no-untyped-def]
+def warehouse(emulator, project: str = PROJECT) -> Iterator[duckdb.DuckDBPyConnection]:
     """The project's warehouse database, opened read-only with plain DuckDB (as any other process would)."""
     con = duckdb.connect(str(emulator.data_dir / "warehouse" / f"{project}.duckdb"), read_only=True)
     try:
@@ -62,20 +62,20 @@ def qualified(table: tuple[str, str, str]) -> str:
     return f'"{table[1]}"."{table[2]}"'
 
 
-def rows(emulator, table: tuple[str, str, str], columns: str = "*", order: str = "SOPInstanceUID") -> list[dict]:  # type: ignore[no-untyped-def]
+def rows(emulator, table: tuple[str, str, str], columns: str = "*", order: str = "SOPInstanceUID") -> list[dict]:
     with warehouse(emulator, table[0]) as con:
         cursor = con.execute(f"SELECT {columns} FROM {qualified(table)} ORDER BY {order}")
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def column_types(emulator, table: tuple[str, str, str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def column_types(emulator, table: tuple[str, str, str]) -> dict[str, str]:
     with warehouse(emulator, table[0]) as con:
         relation = con.sql(f"SELECT * FROM {qualified(table)} LIMIT 0")
         return {name: str(dtype) for name, dtype in zip(relation.columns, relation.types, strict=True)}
 
 
-def table_exists(emulator, table: tuple[str, str, str]) -> bool:  # type: ignore[no-untyped-def]
+def table_exists(emulator, table: tuple[str, str, str]) -> bool:
     path = emulator.data_dir / "warehouse" / f"{table[0]}.duckdb"
     if not path.exists():
         return False
@@ -84,7 +84,7 @@ def table_exists(emulator, table: tuple[str, str, str]) -> bool:  # type: ignore
                                 " AND table_name = ?", [table[1], table[2]]).fetchone()[0])
 
 
-def make_table(emulator, table: tuple[str, str, str], old_rows: int) -> None:  # type: ignore[no-untyped-def]
+def make_table(emulator, table: tuple[str, str, str], old_rows: int) -> None:
     """What `bq mk` + a load would leave: a table of our own schema, with `old_rows` rows marked 'old'."""
     path = emulator.data_dir / "warehouse" / f"{table[0]}.duckdb"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -80,7 +80,7 @@ class CorpusChecker:
             out += [(ds[tag], raw[tag]) for tag in ds.keys()]  # noqa: SIM118
         return out
 
-    def _dataset(self, elements: list[tuple[pydicom.DataElement, str | None]], row: dict,  # type: ignore[type-arg]
+    def _dataset(self, elements: list[tuple[pydicom.DataElement, str | None]], row: dict,
                  prefix: str, dropped: set[str], where: str) -> None:
         others = {o["Tag"]: o["Data"] for o in row.get("OtherElements") or []}
         for elem, _raw_vr in elements:
@@ -117,7 +117,7 @@ class CorpusChecker:
                 continue
             self._value(elem, row[name], f"{prefix}{name}" in dropped, label)
 
-    def _items(self, elem, value: list | None, prefix: str, dropped: set[str], label: str) -> None:  # type: ignore[no-untyped-def,type-arg]
+    def _items(self, elem, value: list | None, prefix: str, dropped: set[str], label: str) -> None:
         items = list(elem.value or [])
         if not self._exportable(elem):
             return  # no exportable element in any item: possibly no column at all (no empty RECORDs)
@@ -127,7 +127,7 @@ class CorpusChecker:
         for item, exported in zip(items, value, strict=True):
             self._dataset(self._elements(item), exported, prefix, dropped, label)
 
-    def _record_type(self, elem, name: str) -> None:  # type: ignore[no-untyped-def]
+    def _record_type(self, elem, name: str) -> None:
         from pydicom import datadict
 
         dict_vr = datadict.dictionary_VR(elem.tag)
@@ -140,27 +140,27 @@ class CorpusChecker:
         self.types[name] = base + ("[]" if vr == "SQ" or datadict.dictionary_VM(elem.tag) != "1" else "")
 
     @classmethod
-    def _exportable(cls, sequence) -> bool:  # type: ignore[no-untyped-def]
+    def _exportable(cls, sequence) -> bool:
         """Whether any item of a sequence holds a non-binary element, at any depth."""
         return any(e.VR not in _BINARY_VRS and e.tag.element != 0 and (e.VR != "SQ" or cls._exportable(e))
                    for item in sequence.value or [] for e in item)
 
     @staticmethod
-    def _values(elem) -> list:  # type: ignore[no-untyped-def,type-arg]
+    def _values(elem) -> list:
         value = elem.value
         if value is None or value == "":
             return []
         return list(value) if isinstance(value, (list, pydicom.multival.MultiValue)) else [value]
 
     @staticmethod
-    def _text(value) -> str:  # type: ignore[no-untyped-def]
+    def _text(value) -> str:
         if isinstance(value, pydicom.valuerep.PersonName):
             return "=".join(g.rstrip() for g in (value.alphabetic, value.ideographic, value.phonetic)).rstrip("=")
         if isinstance(value, pydicom.tag.BaseTag):
             return f"{int(value):08X}"
         return str(value).strip(" \0")
 
-    def _value(self, elem, got, dropped: bool, label: str) -> None:  # type: ignore[no-untyped-def]
+    def _value(self, elem, got, dropped: bool, label: str) -> None:
         from pydicom import datadict, valuerep
 
         multiple = datadict.dictionary_VM(elem.tag) != "1"
@@ -221,7 +221,7 @@ class CorpusChecker:
         self._expect(got == want_value, f"{label}: {got!r} != {want_value!r}")
 
     @staticmethod
-    def _pn(group: str | None) -> dict | None:  # type: ignore[type-arg]
+    def _pn(group: str | None) -> dict | None:
         if not group or not group.strip("^ "):
             return None  # a name without components
         parts = group.split("^")
