@@ -85,3 +85,11 @@ def test_the_link_checker_finds_broken_links(tmp_path: Path) -> None:
                     encoding="utf-8")
     assert relative_links(page) == ["#title-here", "missing.md"]
     assert anchors(page) == {"title-here"}
+
+
+def test_the_readme_layout_lists_every_top_folder() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("## Layout", 1)[1].split("```")[1]
+    listed = {line.split()[0].rstrip("/") for line in layout.splitlines() if line.strip()}
+    folders = {p.relative_to(ROOT).parts[0] for p in tracked("*") if len(p.relative_to(ROOT).parts) > 1}
+    assert folders - listed == set()
