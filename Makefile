@@ -29,10 +29,12 @@ system-deps:
 
 test: setup $(CHECKOV)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 demo: setup
 	$(PY) -m local_stack demo
@@ -60,4 +62,4 @@ bench: setup
 	$(PY) bench/functions_cold_start.py
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache .emulator-data .chaos-report.jsonl
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache .mypy_cache .emulator-data .chaos-report.jsonl

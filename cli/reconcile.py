@@ -7,6 +7,7 @@ import os
 
 from dicom_pipeline import reconciler
 from dicom_pipeline.config import Settings
+from dicom_pipeline.errors import TableMissing
 from dicom_pipeline.names import BigQueryTableUri, DicomStoreName
 
 from .common import OK, UsageError, endpoint, print_json
@@ -38,7 +39,7 @@ def warehouse_query(args: argparse.Namespace) -> reconciler.Query:
             return run_sql(args, sql)[1]
         except UsageError as exc:
             if any(words in str(exc).lower() for words in ("does not exist", "not found")):
-                raise reconciler.TableMissing(str(exc)) from exc
+                raise TableMissing(str(exc)) from exc
             raise
 
     return query

@@ -7,8 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import classify, http_status
-from .reconciler import TableMissing
+from .errors import TableMissing, classify, http_status
 
 _HTTP_TIMEOUT, _QUERY_BOUND = 60, 600.0  # seconds
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import healthcare, logs, storage
+from . import cloud_storage as storage  # the module was renamed; the body keeps its short name
+from . import healthcare, logs
 from .batching import Coalescer, SharedCall
 from .config import WRITE_DISPOSITIONS, Settings
 from .errors import PermanentError, TransientError, classify_operation_error
@@ -77,7 +78,8 @@ def parse_message(message: PubSubMessage, settings: Settings) -> ExportRequest |
                          notification=True)
 
 
-def _is_reconcile(message: PubSubMessage) -> bool:
+def is_reconcile_request(message: PubSubMessage) -> bool:
+    """{"reconcile": true}: the scheduled reconciler pass (terraform/reconcile.tf), not an export."""
     text = message.data.strip()
     return text.startswith(b"{") and json_object(text, "export request").get("reconcile") is True
 
@@ -147,12 +149,6 @@ class _Started:
 def export_message(settings: Settings, message: PubSubMessage, event_id: str) -> str:
     """Export what the message asks for, at most once per stored instance (a notification) or message id (an
     explicit request); returns the outcome."""
-    if _is_reconcile(message):  # the scheduled job (terraform/reconcile.tf)
-        from . import bigquery, reconciler
-
-        project = (settings.bigquery_table or settings.dicom_store).project
-        report = reconciler.reconcile(settings, lambda sql: bigquery.query_rows(project, sql))
-        return "reconciled" if not report.deferred else "reconciled (some deferred)"
     request = parse_message(message, settings)
     if request is None:
         logs.log(logging.INFO, f"export: skipped: notification action {message.attributes.get('action')!r} "
@@ -363,13 +359,13 @@ def _follow_existing(settings: Settings, record_name: str, event_id: str, instan
     if found is None:
         raise TransientError("export idempotency record vanished while being read; retry")
     record, generation = found
-    status, batch_name = record.get("status"), record.get("batch")
+    status, batch_name = record.get("status"), str(record.get("batch") or "")
     if status in ("succeeded", "failed"):
         return _duplicate(event_id, instance, record.get("operation"), f"already handled ({status})")
     batch = storage.read_json(settings, settings.staging_bucket, batch_name) if batch_name else None
     if batch is not None:
         (batch_record, batch_generation) = batch
-        name = batch_record.get("operation")
+        name = str(batch_record.get("operation") or "")
         batch_status = batch_record.get("status")
         if batch_status in ("succeeded", "failed"):
             return _duplicate(event_id, instance, name, f"already handled ({batch_status})")

@@ -25,19 +25,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import exporter, healthcare, logs, storage
+from . import cloud_storage, exporter, healthcare, logs
 from .config import Settings
-from .errors import PipelineError, TransientError
+from .errors import PipelineError, TableMissing, TransientError
 from .names import BigQueryTableUri, DicomStoreName
 
 # Rows of a query: the caller runs SQL on BigQuery (or the local warehouse) and raises TableMissing for a
 # table that does not exist.
 Query = Callable[[str], Sequence[Sequence[Any]]]
 SCRATCH_SUFFIX = "__reconcile"
-
-
-class TableMissing(Exception):
-    """The table does not exist (yet): every stored instance is missing its row."""
 
 
 @dataclass
@@ -124,13 +120,23 @@ def reconcile(settings: Settings, query: Query, dry_run: bool = False) -> Report
     return report
 
 
+def scheduled_pass(settings: Settings) -> str:
+    """The pass the Cloud Scheduler job asks for ({"reconcile": true} on the export trigger's topic), querying
+    BigQuery in the table's project."""
+    from . import bigquery
+
+    project = (settings.bigquery_table or settings.dicom_store).project
+    report = reconcile(settings, lambda sql: bigquery.query_rows(project, sql))
+    return "reconciled (some deferred)" if report.deferred else "reconciled"
+
+
 def _verdict(settings: Settings, line: str, decidable: bool, before: float) -> tuple[str, int | None]:
     """What to do with an instance without a row: claim, take over, or a Report counter to add it to."""
-    found = storage.read_json(settings, settings.staging_bucket, exporter.instance_claim(line))
+    found = cloud_storage.read_json(settings, settings.staging_bucket, exporter.instance_claim(line))
     if found is None:
         return "claim", None
     claim, generation = found
-    batch = storage.read_json(settings, settings.staging_bucket, claim["batch"]) if claim.get("batch") else None
+    batch = cloud_storage.read_json(settings, settings.staging_bucket, claim["batch"]) if claim.get("batch") else None
     if batch is None:  # claimed, intent not recorded: the holder is before its call, or died before it
         stale = time.time() - float(claim.get("started", 0)) >= settings.stale_claim_seconds
         return ("take over", generation) if stale else ("in_flight", None)
@@ -157,7 +163,7 @@ def _verdict(settings: Settings, line: str, decidable: bool, before: float) -> t
 def _export(settings: Settings, store: DicomStoreName, table: BigQueryTableUri, fresh: list[str],
             takeovers: dict[str, int], report: Report) -> None:
     for line, generation in takeovers.items():  # then claimed again below, like a fresh one
-        storage.delete(settings, settings.staging_bucket, exporter.instance_claim(line),
+        cloud_storage.delete(settings, settings.staging_bucket, exporter.instance_claim(line),
                        if_generation_match=generation)
     lines = fresh + list(takeovers)
     step = settings.export_batch_max

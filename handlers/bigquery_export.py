@@ -7,10 +7,12 @@ import logging
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from dicom_pipeline import events, exporter, logs, policy
+from dicom_pipeline import events, exporter, logs, policy, reconciler
+from dicom_pipeline.config import Settings
 
 
-@functions_framework.cloud_event
+# functions-framework types an event function as returning None; the outcome returned is for direct callers.
+@functions_framework.cloud_event  # type: ignore[arg-type]
 def export_dicom_metadata(cloud_event: CloudEvent) -> str | None:
     event_id = str(cloud_event["id"])
     if cloud_event["type"] != events.PUBSUB_PUBLISHED:
@@ -21,6 +23,10 @@ def export_dicom_metadata(cloud_event: CloudEvent) -> str | None:
     message = data.get("message") if isinstance(data, dict) else None
     # The dead-letter record keeps the message as delivered (an instance path or an operator request, no PHI).
     subject = {"message": message if isinstance(message, dict) else data}
-    return policy.run("export", event_id, subject,
-                      lambda settings: exporter.export_message(settings, events.pubsub_message(data, event_id),
-                                                               event_id))
+    def work(settings: Settings) -> str:
+        message = events.pubsub_message(data, event_id)
+        if exporter.is_reconcile_request(message):
+            return reconciler.scheduled_pass(settings)
+        return exporter.export_message(settings, message, event_id)
+
+    return policy.run("export", event_id, subject, work)

@@ -31,7 +31,6 @@ import base64
 import http.client
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -45,6 +44,8 @@ from urllib.parse import urlsplit
 import requests
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
+
+from healthcare_emulator.lifecycle import serve_until_stopped
 
 EVENT_TYPES = {
     "OBJECT_FINALIZE": "google.cloud.storage.object.v1.finalized",
@@ -118,7 +119,7 @@ class Connection:
         status, data = self.post(path, json.dumps(payload).encode(), {"Content-Type": "application/json"})
         if not 200 <= status < 300:
             raise OSError(f"HTTP {status} from {path}: {data[:200]!r}")
-        return json.loads(data or b"{}")  # type: ignore[no-any-return]
+        return json.loads(data or b"{}")
 
     def close(self) -> None:
         if self.conn is not None:
@@ -140,10 +141,15 @@ def storage_event(message: dict[str, Any]) -> CloudEvent | None:
         "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
         "subject": f"objects/{name}",
         # messageId is stable across Pub/Sub redeliveries, as an Eventarc event id is across retries.
-        "id": message.get("messageId") or message.get("message_id"),
-        "time": message.get("publishTime") or message.get("publish_time"),
         "datacontenttype": "application/json",
+        **_present(id=message.get("messageId") or message.get("message_id"),
+                   time=message.get("publishTime") or message.get("publish_time")),
     }, data)
+
+
+def _present(**attributes: Any) -> dict[str, str]:
+    """The attributes that have a value (a missing time becomes the delivery time, as the SDK does)."""
+    return {key: str(value) for key, value in attributes.items() if value}
 
 
 def to_cloud_event(push_body: dict[str, Any]) -> CloudEvent | None:
@@ -155,9 +161,8 @@ def pubsub_event(message: dict[str, Any], subscription: str, topic: str) -> Clou
     return CloudEvent({
         "type": PUBSUB_PUBLISHED,
         "source": f"//pubsub.googleapis.com/{topic}",
-        "id": message.get("messageId"),
-        "time": message.get("publishTime"),
         "datacontenttype": "application/json",
+        **_present(id=message.get("messageId"), time=message.get("publishTime")),
     }, {"message": {k: v for k, v in message.items() if k in ("data", "attributes", "messageId", "publishTime")},
         "subscription": subscription})
 
@@ -415,14 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         delivery = Delivery(args.pubsub_host, trigger, args.concurrency, args.max_delivery_attempts)
         server.deliveries.append(delivery)
         threading.Thread(target=delivery.run, daemon=True, name=f"trigger {trigger.subscription}").start()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_stopped(server.serve_forever, server.server_close)
 
 
 if __name__ == "__main__":

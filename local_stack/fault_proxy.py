@@ -72,7 +72,7 @@ class FaultProxy:
                                         b' proxy before forwarding"}}' % rule.before)
                 if rule is not None and rule.latency:
                     time.sleep(rule.latency)
-                connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=120)
+                connection = http.client.HTTPConnection(upstream.hostname or "127.0.0.1", upstream.port, timeout=120)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
                     connection.request(self.command, self.path, body=body, headers=headers)

@@ -13,19 +13,26 @@ with-block). Readiness is polled, never slept for; a component that fails names 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import signal
 import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import requests
+
+from dicom_pipeline.names import DicomStoreName
 
 from .fake_gcs import FakeGcsServer, ram_directory
 from .processes import ManagedServer, wait_until_ready
@@ -112,7 +119,7 @@ class FunctionServer(_AnswersServer):
         # THREADS: gunicorn threads, i.e. the requests one instance serves at once: gen2's concurrency,
         # function_concurrency in terraform (80). Handlers mostly wait on the API, so threads are cheap, and
         # both functions batch what arrives together: a burst's throughput is requests in flight divided
-        # by the time each waits for its batch's operation (64 in flight: 91/s in bench-local, 80: 102/s).
+        # by the time each waits for its batch's operation (bench-local; figures in bench/README.md).
         return {"THREADS": str(FUNCTION_CONCURRENCY), **self._env, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
 
     def ready_url(self) -> str:
@@ -164,7 +171,7 @@ class Names:
 
     @property
     def store_name(self) -> str:
-        return f"projects/{self.project}/locations/{self.location}/datasets/{self.dataset}/dicomStores/{self.store}"
+        return str(DicomStoreName(self.project, self.location, self.dataset, self.store))
 
     @property
     def table(self) -> str:
@@ -307,8 +314,8 @@ class LocalStack:
             self._create_pubsub_resources()
 
     def _create_resources(self) -> None:
+        import google.cloud.storage as storage
         from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
 
         project = self.names.project
         client = storage.Client(project=project, credentials=AnonymousCredentials(),
@@ -327,8 +334,8 @@ class LocalStack:
     # --- what happened ----------------------------------------------------------------------------------------
 
     def storage_client(self) -> Any:
+        import google.cloud.storage as storage
         from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
 
         return storage.Client(project=self.names.project, credentials=AnonymousCredentials(),
                               client_options={"api_endpoint": self.gcs.url})
@@ -349,22 +356,49 @@ class LocalStack:
     def reconcile(self, dry_run: bool = False) -> Any:
         """One reconciler pass over the store and the table (the supervisor runs one every reconcile_every)."""
         from dicom_pipeline import reconciler
-
-        from .warehouse_query import QueryError, run_query
+        from dicom_pipeline.errors import TableMissing
+        from local_bigquery.query import QueryError, run_query
 
         def query(sql: str) -> list[tuple[Any, ...]]:
             try:
                 return run_query(self.healthcare.data_dir, sql)[1]
             except QueryError as exc:
                 if "does not exist" in str(exc):
-                    raise reconciler.TableMissing(str(exc)) from exc
+                    raise TableMissing(str(exc)) from exc
                 raise
 
         return reconciler.reconcile(self.settings(), query, dry_run)
 
-    def dead_letters(self, kind: str = "import") -> list[dict[str, Any]]:
-        import json
+    def republish_lost_uploads(self, older_than: float, republished: dict[str, float]) -> int:
+        """Publish again the finalize event of each upload older than `older_than` seconds with neither an import
+        outcome nor a dead letter (at most once a minute per object); how many (supervisor.py says why)."""
+        from dicom_pipeline.config import Settings
+        from dicom_pipeline.events import StorageObject
+        from dicom_pipeline.importer import skip_reason
 
+        client = self.storage_client()
+        outcomes = {blob.name for blob in client.list_blobs(STAGING_BUCKET, prefix="outcomes/import/")}
+        dead = {str(letter.get("object")) for letter in self.dead_letters("import")}
+        settings = Settings(dicom_store=self.settings().dicom_store, staging_bucket=STAGING_BUCKET)
+        cutoff = datetime.now(UTC).timestamp() - older_than
+        lost: list[dict[str, Any]] = []
+        for blob in client.list_blobs(UPLOAD_BUCKET):
+            obj = StorageObject(blob.bucket.name, blob.name, int(blob.size or 0), str(blob.generation))
+            key = f"{obj.bucket}/{obj.name}#{obj.generation}"
+            record = f"outcomes/import/{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
+            if record in outcomes or obj.path in dead or skip_reason(obj, settings) is not None or \
+                    blob.updated.timestamp() > cutoff or time.time() - republished.get(key, 0) < 60:
+                continue
+            republished[key] = time.time()
+            lost.append(_finalize_message(blob))
+        for start in range(0, len(lost), 100):
+            response = requests.post(f"http://{self.pubsub.host}/v1/projects/{self.names.project}"
+                                     f"/topics/{STORAGE_TOPIC}:publish", json={"messages": lost[start:start + 100]},
+                                     timeout=30)
+            response.raise_for_status()
+        return len(lost)
+
+    def dead_letters(self, kind: str = "import") -> list[dict[str, Any]]:
         bucket = self.storage_client().bucket(STAGING_BUCKET)
         return [json.loads(blob.download_as_bytes()) for blob in bucket.list_blobs(prefix=f"dead-letter/{kind}/")]
 
@@ -413,7 +447,7 @@ def instance_count(healthcare_url: str, names: Names) -> int:
 
 
 def row_counts(data_dir: Path, names: Names) -> dict[str, int]:
-    from .warehouse_query import QueryError, run_query
+    from local_bigquery.query import QueryError, run_query
 
     table = f"`{names.project}.{BQ_DATASET}.{BQ_TABLE}`"
     sql = f"SELECT SOPInstanceUID, COUNT(*) FROM {table} GROUP BY SOPInstanceUID"  # noqa: S608 - constants only
@@ -424,3 +458,14 @@ def row_counts(data_dir: Path, names: Names) -> dict[str, int]:
             return {}  # no warehouse or table yet: the first export has not run
         raise
     return {str(uid): int(count) for uid, count in rows}
+
+
+def _finalize_message(blob: Any) -> dict[str, Any]:
+    """The OBJECT_FINALIZE message fake-gcs-server publishes (JSON_API_V1), for a stored object."""
+    data = {"kind": "storage#object", "id": f"{blob.bucket.name}/{blob.name}", "name": blob.name,
+            "bucket": blob.bucket.name, "generation": str(blob.generation), "contentType": blob.content_type,
+            "storageClass": "STANDARD", "size": str(blob.size), "md5Hash": blob.md5_hash, "crc32c": blob.crc32c}
+    attributes = {"bucketId": blob.bucket.name, "eventType": "OBJECT_FINALIZE", "objectId": blob.name,
+                  "objectGeneration": str(blob.generation), "payloadFormat": "JSON_API_V1",
+                  "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {"data": base64.b64encode(json.dumps(data).encode()).decode(), "attributes": attributes}

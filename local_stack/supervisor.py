@@ -15,25 +15,30 @@ production, done here by one thread.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import sys
 import threading
 import time
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-import requests
-
-if TYPE_CHECKING:
-    from .stack import LocalStack
+from .processes import ManagedServer, tail
 
 UNDELIVERED_AFTER = 20.0  # seconds after an upload with no outcome before its event counts as lost
 
 
+class Platform(Protocol):
+    """What the supervisor needs of the stack (local_stack/stack.py's LocalStack)."""
+
+    components: list[ManagedServer]
+
+    def restored(self, component: ManagedServer) -> None: ...
+
+    def reconcile(self, dry_run: bool = False) -> Any: ...
+
+    def republish_lost_uploads(self, older_than: float, republished: dict[str, float]) -> int: ...
+
+
 class Supervisor:
-    def __init__(self, stack: LocalStack, reconcile_every: float | None, check_every: float = 0.5):
+    def __init__(self, stack: Platform, reconcile_every: float | None, check_every: float = 0.5):
         self.stack = stack
         self.reconcile_every = reconcile_every
         self.check_every = check_every
@@ -69,8 +74,6 @@ class Supervisor:
             process = component._process
             if process is None or process.poll() is None or self._stopping.is_set():
                 continue
-            from .processes import tail
-
             last = tail(component.log, 3).replace("\n", " | ")
             self.note(f"{component.name} exited with code {process.returncode} (its log ended: {last[-400:]});"
                       " restarting it on the same port")
@@ -93,50 +96,9 @@ class Supervisor:
         except Exception as exc:
             self.note(f"reconcile failed: {type(exc).__name__}: {exc}")
         try:
-            lost = self.republish_lost_uploads()
+            lost = self.stack.republish_lost_uploads(UNDELIVERED_AFTER, self.republished)
             if lost:
                 self.note(f"{lost} uploads had no import outcome {UNDELIVERED_AFTER:.0f} s after upload (their"
                           " event was never published or was lost): published their events again")
         except Exception as exc:
             self.note(f"upload sweep failed: {type(exc).__name__}: {exc}")
-
-    def republish_lost_uploads(self) -> int:
-        from dicom_pipeline.config import Settings
-        from dicom_pipeline.events import StorageObject
-        from dicom_pipeline.importer import skip_reason
-
-        from .stack import STAGING_BUCKET, STORAGE_TOPIC, UPLOAD_BUCKET
-
-        client = self.stack.storage_client()
-        outcomes = {blob.name for blob in client.list_blobs(STAGING_BUCKET, prefix="outcomes/import/")}
-        dead = {str(json.loads(blob.download_as_bytes()).get("object"))
-                for blob in client.list_blobs(STAGING_BUCKET, prefix="dead-letter/import/")}
-        settings = Settings(dicom_store=self.stack.settings().dicom_store, staging_bucket=STAGING_BUCKET)
-        cutoff = datetime.now(UTC).timestamp() - UNDELIVERED_AFTER
-        lost: list[dict[str, Any]] = []
-        for blob in client.list_blobs(UPLOAD_BUCKET):
-            obj = StorageObject(blob.bucket.name, blob.name, int(blob.size or 0), str(blob.generation))
-            key = f"{obj.bucket}/{obj.name}#{obj.generation}"
-            record = f"outcomes/import/{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
-            if record in outcomes or obj.path in dead or skip_reason(obj, settings) is not None or \
-                    blob.updated.timestamp() > cutoff or time.time() - self.republished.get(key, 0) < 60:
-                continue
-            self.republished[key] = time.time()
-            lost.append(_finalize_message(blob))
-        for start in range(0, len(lost), 100):
-            response = requests.post(f"http://{self.stack.pubsub.host}/v1/projects/{self.stack.names.project}"
-                                     f"/topics/{STORAGE_TOPIC}:publish", json={"messages": lost[start:start + 100]},
-                                     timeout=30)
-            response.raise_for_status()
-        return len(lost)
-
-
-def _finalize_message(blob: Any) -> dict[str, Any]:
-    """The OBJECT_FINALIZE message fake-gcs-server publishes (JSON_API_V1), for a stored object."""
-    data = {"kind": "storage#object", "id": f"{blob.bucket.name}/{blob.name}", "name": blob.name,
-            "bucket": blob.bucket.name, "generation": str(blob.generation), "contentType": blob.content_type,
-            "storageClass": "STANDARD", "size": str(blob.size), "md5Hash": blob.md5_hash, "crc32c": blob.crc32c}
-    attributes = {"bucketId": blob.bucket.name, "eventType": "OBJECT_FINALIZE", "objectId": blob.name,
-                  "objectGeneration": str(blob.generation), "payloadFormat": "JSON_API_V1",
-                  "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    return {"data": base64.b64encode(json.dumps(data).encode()).decode(), "attributes": attributes}

@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 import requests
 
+from dicom_samples import synthetic_instance
 from local_stack.fault_proxy import FaultProxy, Rule
 from local_stack.pubsub_emulator import launcher_path
-from local_stack.sample_data import synthetic_instance
 from local_stack.stack import DEAD_LETTER_SUFFIX, NOTIFICATION_TOPIC, STORAGE_TOPIC, UPLOAD_BUCKET, LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow,

@@ -17,7 +17,7 @@ import pytest
 
 from cli.main import main as cli
 from dicom_pipeline import exporter
-from dicom_pipeline.errors import TransientError
+from dicom_pipeline.errors import TableMissing, TransientError
 from local_stack.fault_proxy import FaultProxy, Rule
 from main import export_dicom_metadata
 
@@ -29,14 +29,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def proxy(pipeline, emulator, monkeypatch):  # type: ignore[no-untyped-def]
+def proxy(pipeline, emulator, monkeypatch):
     """The functions reach the Healthcare emulator through a fault proxy (no rules: it forwards)."""
     with FaultProxy(emulator.url) as running:
         monkeypatch.setenv("HEALTHCARE_API_ENDPOINT", running.url)
         yield running
 
 
-def _rows_settle(pipeline, expected: int, within: float = 30.0) -> list:  # type: ignore[type-arg]
+def _rows_settle(pipeline, expected: int, within: float = 30.0) -> list:
     """The table's rows once they reach `expected`, or whatever is there after `within` seconds."""
     deadline = time.monotonic() + within
     rows = pipeline.rows()
@@ -46,17 +46,17 @@ def _rows_settle(pipeline, expected: int, within: float = 30.0) -> list:  # type
     return rows
 
 
-def _reconcile(pipeline, capsys, *extra: str) -> dict:  # type: ignore[type-arg]
+def _reconcile(pipeline, capsys, *extra: str) -> dict:
     capsys.readouterr()
     code = cli(["reconcile", "--data-dir", str(pipeline.data_dir), "--staging-bucket", pipeline.staging.name,
                 "--unknown-after", "0", "--format", "json", *extra])
     out = capsys.readouterr().out
     assert code == 0, out
     # The functions' JSON log lines share stdout in this process: the report is the indented document.
-    return json.loads(out[out.index("{\n"):])  # type: ignore[no-any-return]
+    return json.loads(out[out.index("{\n"):])
 
 
-def _batch_statuses(pipeline) -> list[str]:  # type: ignore[no-untyped-def]
+def _batch_statuses(pipeline) -> list[str]:
     return sorted(b["status"] for b in _export_records(pipeline)[1].values())
 
 
@@ -219,16 +219,16 @@ def test_an_instance_whose_notification_never_came_is_exported_by_the_reconciler
 
 
 def test_the_scheduled_reconcile_message_runs_a_pass_in_the_export_function(pipeline, monkeypatch) -> None:
-    from dicom_pipeline import bigquery, reconciler
-    from local_stack.warehouse_query import QueryError, run_query
+    from dicom_pipeline import bigquery
+    from local_bigquery.query import QueryError, run_query
 
-    def local_warehouse(project: str, sql: str) -> list:  # type: ignore[type-arg]
+    def local_warehouse(project: str, sql: str) -> list:
         """BigQuery's stand-in in the local stack: the emulator's warehouse, queried with the same SQL."""
         try:
             return run_query(pipeline.data_dir, sql)[1]
         except QueryError as exc:
             if "does not exist" in str(exc):
-                raise reconciler.TableMissing(str(exc)) from exc
+                raise TableMissing(str(exc)) from exc
             raise
 
     monkeypatch.setattr(bigquery, "query_rows", local_warehouse)
