@@ -78,7 +78,7 @@ class ExportFormat:
             return pixels.render(data, "jpeg")
         if self.media_type == PNG:
             return pixels.render(data, "png")
-        return pixels.stored_frames(data) if self.transfer_syntax == AS_STORED else pixels.raw_frames(data)
+        return pixels.frames(data, self.transfer_syntax)[0]
 
 
 def supported_mime_types() -> list[str]:
