@@ -9,10 +9,10 @@ data to render, a codec that cannot decode the stored data, an encoder that cann
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
-import contextlib
 import math
 import threading
 import warnings
@@ -51,6 +51,19 @@ TRANSCODE_TARGETS: tuple[str, ...] = (
     J2K_LOSSLESS, J2K,
 )
 RENDER_FORMATS = ("jpeg", "png")
+# Transfer syntaxes the real API writes (exports, retrieval) that no encoder here can: their names.
+NOT_EMULATED_TARGETS = {
+    "1.2.840.10008.1.2.4.51": "JPEG Extended (Process 2 & 4)",
+    "1.2.840.10008.1.2.4.57": "JPEG Lossless (Process 14)",
+    "1.2.840.10008.1.2.4.70": "JPEG Lossless SV1",
+    "1.2.840.10008.1.2.4.110": "JPEG XL Lossless",
+    "1.2.840.10008.1.2.4.111": "JPEG XL JPEG Recompression",
+    "1.2.840.10008.1.2.4.112": "JPEG XL",
+    "1.2.840.10008.1.2.4.201": "HTJ2K Lossless",
+    "1.2.840.10008.1.2.4.202": "HTJ2K Lossless RPCL",
+    "1.2.840.10008.1.2.4.203": "HTJ2K",
+    "1.2.840.10008.1.2.8.1": "Deflated Image Frame Compression",
+}
 
 # Lossy settings: our choices, the real API documents none.
 JPEG_QUALITY = 90  # Pillow quality for JPEG baseline transcoding and rendered JPEG frames
@@ -87,6 +100,10 @@ class PixelError(ValueError):
 
 class FrameNotFound(PixelError):
     """A frame number beyond the instance's frames."""
+
+
+class NoPixelData(PixelError):
+    """The instance has no pixel data (SR, RT Plan…), so no frames and no image."""
 
 
 @dataclass(frozen=True)
@@ -192,7 +209,7 @@ def render(data: bytes, image_format: str, numbers: list[int] | None = None,
     ds = _read(data)
     element = _pixel_element(ds)
     if element is None:
-        raise PixelError(f"the instance has no pixel data ({_sop_class_name(ds)}), so there is no image to render"
+        raise NoPixelData(f"the instance has no pixel data ({_sop_class_name(ds)}), so there is no image to render"
                          f" as {image_format.upper()}")
     source = _stored_syntax(ds)
     indexes = _frame_indexes(ds, numbers)
@@ -314,10 +331,11 @@ def _convert_elements(ds: Dataset, swap: bool) -> None:
     for element in ds.iterall():
         size = _SWAP_SIZES.get(element.VR) if swap else None
         if size and element.tag != _PIXEL_DATA and isinstance(element.value, bytes):
-            element.value = _swapped(element.value, size)
+            element.value = to_little_endian(element.value, size)
 
 
-def _swapped(value: bytes, size: int) -> bytes:
+def to_little_endian(value: bytes, size: int) -> bytes:
+    """Big endian words of `size` bytes swapped to little endian (a trailing partial word is kept as is)."""
     usable = len(value) - len(value) % size
     array = np.frombuffer(value[:usable], dtype=f">u{size}").astype(f"<u{size}")
     return array.tobytes() + value[usable:]
@@ -336,7 +354,7 @@ def _pixel_element(ds: Dataset) -> DataElement | None:
 def _require_pixels(ds: Dataset, what: str) -> DataElement:
     element = _pixel_element(ds)
     if element is None:
-        raise PixelError(f"the instance has no pixel data ({_sop_class_name(ds)}), so it has no {what}")
+        raise NoPixelData(f"the instance has no pixel data ({_sop_class_name(ds)}), so it has no {what}")
     return element
 
 

@@ -320,15 +320,21 @@ def test_wado_frames_native_big_endian_and_compressed(client, web):
     requests.post(f"{web}/studies", data=_corpus_file("SC_rgb_rle_2frame.dcm").read_bytes(),
                   headers={"Content-Type": "application/dicom"}, timeout=10).raise_for_status()
     path = f"{web}/studies/{rle.StudyInstanceUID}/series/{rle.SeriesInstanceUID}/instances/{rle.SOPInstanceUID}"
+    # The real API's default for frames is octet-stream explicit VR LE: compressed frames come back decoded.
     assert client.retrieve_instance_frames(rle.StudyInstanceUID, rle.SeriesInstanceUID, rle.SOPInstanceUID,
-                                           frame_numbers=[2]) == [list(generate_frames(rle.PixelData,
-                                                                                       number_of_frames=2))[1]]
-    raw = requests.get(f"{path}/frames/1", timeout=10)
+                                           frame_numbers=[2]) == [rle.pixel_array[1].tobytes()]
+    stored = client.retrieve_instance_frames(rle.StudyInstanceUID, rle.SeriesInstanceUID, rle.SOPInstanceUID,
+                                             frame_numbers=[2],
+                                             media_types=(("image/dicom-rle", "1.2.840.10008.1.2.5"),))
+    assert stored == [list(generate_frames(rle.PixelData, number_of_frames=2))[1]]
+    raw = requests.get(f"{path}/frames/1", headers={
+        "Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*'}, timeout=10)
     assert raw.headers["Content-Type"].startswith('multipart/related; type="image/dicom-rle"')
     assert b"Content-Type: image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5" in raw.content
-    decompress = requests.get(f"{path}/frames/1",
-                              headers={"Accept": 'multipart/related; type="application/octet-stream"'}, timeout=10)
-    assert decompress.status_code == 406 and "transcoding" in decompress.json()["error"]["message"]
+    jpeg_ls = requests.get(f"{path}/frames/1", headers={"Accept": 'multipart/related; type="image/jls"'}, timeout=10)
+    assert b"Content-Type: image/jls; transfer-syntax=1.2.840.10008.1.2.4.80" in jpeg_ls.content
+    png = requests.get(f"{path}/frames/1", headers={"Accept": 'multipart/related; type="image/png"'}, timeout=10)
+    assert png.status_code == 406 and "image/png" in png.json()["error"]["message"]
     missing = requests.get(f"{path}/frames/3", timeout=10)
     assert missing.status_code == 404 and "frame 3" in missing.json()["error"]["message"]
 
@@ -361,11 +367,18 @@ def test_wado_accept_negotiation(web, studies):
     assert single.content == first.data
     jpeg = requests.get(path, headers={
         "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'}, timeout=10)
-    assert jpeg.status_code == 406
-    assert "transcoding" in jpeg.json()["error"]["message"] and "1.2.840.10008.1.2.4.50" in jpeg.json()["error"][
-        "message"]
-    rendered = requests.get(f"{path}/rendered", timeout=10)
-    assert rendered.status_code == 501 and "rendered" in rendered.json()["error"]["message"]
+    assert jpeg.status_code == 406  # 16-bit CT cannot be JPEG baseline; the reason names the instance
+    assert first.sop_uid in jpeg.json()["error"]["message"] and "8-bit" in jpeg.json()["error"]["message"]
+    big_endian = requests.get(path, headers={
+        "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.2'}, timeout=10)
+    assert big_endian.status_code == 406 and "supported" in big_endian.json()["error"]["message"]
+    htj2k = requests.get(path, headers={"Accept": "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.201"},
+                         timeout=10)
+    assert htj2k.status_code == 406 and "no encoder" in htj2k.json()["error"]["message"]
+    study_rendered = requests.get(f"{web}/studies/{first.study_uid}/rendered", timeout=10)
+    assert study_rendered.status_code == 400 and "instances and frames" in study_rendered.json()["error"]["message"]
+    gif = requests.get(f"{path}/rendered", headers={"Accept": "image/gif"}, timeout=10)
+    assert gif.status_code == 406 and "image/png" in gif.json()["error"]["message"]
     xml = requests.get(f"{path}/metadata", headers={"Accept": "application/dicom+xml"}, timeout=10)
     assert xml.status_code == 406
 
