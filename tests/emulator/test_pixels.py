@@ -185,3 +185,22 @@ def test_pixel_data_no_codec_here_can_decode_is_a_pixel_error_naming_the_syntax(
         with pytest.raises(pixels.PixelError, match=r"no decoder here .*1\.2\.840\.10008\.1\.2\.4\.100"):
             call()
     assert pixels.frames(data, "*")[0] == [b"\xff\x0a" + bytes(30)]  # as stored needs no codec
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.int8, np.uint8])
+def test_render_by_value_table_matches_per_pixel_arithmetic(dtype):
+    # Integer frames are rendered through a table over their value range; it must equal per-pixel arithmetic,
+    # signed values (which wrap around in the table) and a negative slope included.
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(3)
+    frame = rng.integers(max(info.min, -3000), min(info.max, 3000), (1, 20, 30)).astype(dtype)
+    for attributes in ({"RescaleSlope": "-2", "RescaleIntercept": "100"},
+                       {"RescaleSlope": "1.5", "RescaleIntercept": "-7", "WindowCenter": "40", "WindowWidth": "90"}):
+        data = image_instance(frame, **attributes)
+        values = frame[0].astype(float) * float(attributes["RescaleSlope"]) + float(attributes["RescaleIntercept"])
+        if "WindowCenter" in attributes:
+            center, width = 40.0, 90.0
+            expected = np.clip(((values - (center - 0.5)) / (width - 1) + 0.5) * 255, 0, 255)
+        else:
+            expected = (values - values.min()) * 255 / (values.max() - values.min())
+        np.testing.assert_array_equal(png(pixels.render(data, "png")[0]), np.rint(expected).astype(np.uint8))
