@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -679,3 +680,19 @@ def test_wado_bit_packed_frames_start_on_a_byte_as_exports_cut_them(client, web)
     frames = client.retrieve_instance_frames(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID,
                                              frame_numbers=[2, 3, 1])
     assert frames == [pack_bits(masks[1]), pack_bits(masks[2]), pack_bits(masks[0])]
+
+
+def test_concurrent_jpeg_2000_retrievals_do_not_crash_the_emulator(emulator, client, web):
+    # The HTTP server answers on threads: JPEG 2000 transcodes at once crashed the process before issue 17.
+    instances = [synthetic_instance(seed=40 + n, rows=256, columns=256) for n in range(4)]
+    client.store_instances([_dataset(i) for i in instances])
+    urls = [f"{web}/studies/{i.study_uid}/series/{i.series_uid}/instances/{i.sop_uid}" for i in instances] * 6
+
+    def retrieve(url: str) -> str:
+        answer = requests.get(url, headers={"Accept": "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.90"},
+                              timeout=60)
+        return pydicom.dcmread(io.BytesIO(answer.content)).file_meta.TransferSyntaxUID
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(retrieve, urls)) == {"1.2.840.10008.1.2.4.90"}
+    assert requests.get(f"{emulator.url}/_emulator/health", timeout=10).json()["status"] == "ok"
