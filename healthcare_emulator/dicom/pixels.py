@@ -106,6 +106,10 @@ class NoPixelData(PixelError):
     """The instance has no pixel data (SR, RT Plan…), so no frames and no image."""
 
 
+class InvalidViewport(PixelError):
+    """A viewport that is malformed, too large, or whose source region misses the image."""
+
+
 @dataclass(frozen=True)
 class Viewport:
     """PS3.18 8.3.5.1.3 `viewport=vw,vh[,sx,sy,sw,sh]`: a source region scaled to fit vw x vh, aspect kept."""
@@ -123,18 +127,18 @@ class Viewport:
         pieces = [piece.strip() for piece in text.split(",")]
         usage = "use viewport=vw,vh or viewport=vw,vh,sx,sy,sw,sh (PS3.18 8.3.5.1.3)"
         if len(pieces) not in (2, 6):
-            raise PixelError(f"invalid viewport {text!r}: {usage}")
+            raise InvalidViewport(f"invalid viewport {text!r}: {usage}")
         try:
             width, height = int(pieces[0]), int(pieces[1])
             x, y = (float(p) if p else 0.0 for p in pieces[2:4]) if len(pieces) == 6 else (0.0, 0.0)
             sw, sh = (float(p) if p else None for p in pieces[4:6]) if len(pieces) == 6 else (None, None)
         except ValueError:
-            raise PixelError(f"invalid viewport {text!r}: vw and vh are whole numbers, the region numbers;"
+            raise InvalidViewport(f"invalid viewport {text!r}: vw and vh are whole numbers, the region numbers;"
                              f" {usage}") from None
         if not (0 < width <= MAX_VIEWPORT_SIDE and 0 < height <= MAX_VIEWPORT_SIDE):
-            raise PixelError(f"invalid viewport {text!r}: vw and vh must be between 1 and {MAX_VIEWPORT_SIDE}")
+            raise InvalidViewport(f"invalid viewport {text!r}: vw and vh must be between 1 and {MAX_VIEWPORT_SIDE}")
         if x < 0 or y < 0 or sw == 0 or sh == 0 or not all(math.isfinite(v) for v in (x, y, sw or 1, sh or 1)):
-            raise PixelError(f"invalid viewport {text!r}: sx and sy must be >= 0 and sw, sh non-zero")
+            raise InvalidViewport(f"invalid viewport {text!r}: sx and sy must be >= 0 and sw, sh non-zero")
         return cls(width, height, x, y, sw, sh)
 
 
@@ -672,7 +676,7 @@ def _fit(image: Any, viewport: Viewport) -> Any:
     top, bottom = sorted((viewport.y, viewport.y + height))
     box = (max(0.0, left), max(0.0, top), min(float(columns), right), min(float(rows), bottom))
     if box[2] - box[0] < 1 or box[3] - box[1] < 1:
-        raise PixelError(f"the viewport's source region ({viewport.x:g},{viewport.y:g} {width:g}x{height:g}) lies"
+        raise InvalidViewport(f"the viewport's source region ({viewport.x:g},{viewport.y:g} {width:g}x{height:g}) lies"
                          f" outside the {columns}x{rows} image")
     region_width, region_height = box[2] - box[0], box[3] - box[1]
     scale = min(viewport.width / region_width, viewport.height / region_height)

@@ -619,6 +619,8 @@ def test_wado_rendered_jpeg_and_png_with_viewport_match_dcmtk(client, web, tmp_p
     path = _instance_path(web, _dataset(instance))
     bad = requests.get(f"{path}/rendered", params={"viewport": "0,10"}, timeout=10)
     assert bad.status_code == 400 and "viewport" in bad.json()["error"]["message"]
+    outside = requests.get(f"{path}/rendered", params={"viewport": "10,10,500,0,20,20"}, timeout=10)
+    assert outside.status_code == 400 and "outside the 80x64 image" in outside.json()["error"]["message"]
     assert requests.get(f"{path}/frames/2/rendered", timeout=10).status_code == 404
 
 

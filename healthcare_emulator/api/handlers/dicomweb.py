@@ -378,7 +378,7 @@ def _pixel_call(record: InstanceRecord, call: Callable[[], Any], what: str) -> A
         return call()
     except pixels.FrameNotFound as exc:
         raise NotFound(f"instance {record.sop_uid}: {exc}") from None
-    except pixels.NoPixelData as exc:
+    except (pixels.NoPixelData, pixels.InvalidViewport) as exc:
         raise InvalidArgument(f"instance {record.sop_uid}: {exc}") from None
     except pixels.PixelError as exc:
         raise NotAcceptable(f"cannot produce {what} of instance {record.sop_uid} (stored as"
@@ -396,7 +396,7 @@ def _rendered(context: _Context, uids: dict[str, str], rest: list[str]) -> Respo
     viewport_text = context.request.query.get("viewport", [None])[-1]
     try:
         viewport = pixels.Viewport.parse(viewport_text) if viewport_text is not None else None
-    except pixels.PixelError as exc:
+    except pixels.InvalidViewport as exc:
         raise InvalidArgument(str(exc)) from None
     record, data = _instance_bytes(context, uids)
     images = _pixel_call(record, lambda: pixels.render(data, image_format, numbers, viewport),
