@@ -698,3 +698,12 @@ def test_concurrent_jpeg_2000_retrievals_do_not_crash_the_emulator(emulator, cli
     with ThreadPoolExecutor(8) as pool:
         assert set(pool.map(retrieve, urls)) == {"1.2.840.10008.1.2.4.90"}
     assert requests.get(f"{emulator.url}/_emulator/health", timeout=10).json()["status"] == "ok"
+
+
+def test_wado_frames_of_native_ybr_full_422_keep_the_subsampled_layout(client, web):
+    # 100x100 YBR_FULL_422: 2 bytes per pixel as stored (the old WADO cutter asked for 3 and answered 400).
+    data = _corpus_file("SC_ybr_full_422_uncompressed.dcm").read_bytes()
+    ds = _store_file(web, data)
+    frames = client.retrieve_instance_frames(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID,
+                                             frame_numbers=[1])
+    assert frames == [ds.PixelData[:100 * 100 * 2]]
