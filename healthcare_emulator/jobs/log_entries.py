@@ -94,7 +94,7 @@ class _Parser:
     def take(self) -> tuple[str, str]:
         token = self.peek()
         if token is None:
-            raise InvalidArgument("filter ends too early")
+            raise InvalidArgument("filter: ends too early")
         self.at += 1
         return token
 
@@ -126,8 +126,9 @@ class _Parser:
         if token == ("op", "("):
             self.take()
             inner = self.conjunction()
-            if self.take() != ("op", ")"):
+            if self.peek() != ("op", ")"):
                 raise InvalidArgument("filter: missing ')'")
+            self.take()
             return inner
         return self.comparison()
 
