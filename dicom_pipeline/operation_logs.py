@@ -12,6 +12,7 @@ reads the log view HEALTHCARE_LOG_VIEW (restricted to healthcare_dicom_store ent
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -84,9 +85,8 @@ def find_reasons(settings: Settings, operation: dict[str, Any],
     deadline = time.monotonic() + settings.operation_log_wait_seconds
     delay = _FIRST_POLL
     try:
-        entries = healthcare.build(settings.logging_api_endpoint, "logging", "v2").entries()
         while True:
-            found = entries.list(body=query).execute(num_retries=0).get("entries", [])
+            found = _list_entries(settings.logging_api_endpoint, query)
             reasons = [_reason(entry) for entry in found if isinstance(entry, dict)]
             if reasons:
                 return reasons, ""
@@ -98,6 +98,21 @@ def find_reasons(settings: Settings, operation: dict[str, Any],
         error = classify(exc, "reading the operation's entries from Cloud Logging (entries:list)")
         logs.log(logging.WARNING, str(error), operation=name)
         return [], str(error)
+
+
+_clients: dict[str | None, Any] = {}
+_client_lock = threading.Lock()
+
+
+def _list_entries(endpoint: str | None, query: dict[str, Any]) -> list[Any]:
+    """One entries:list call. The client is built once per endpoint (~50 ms of CPU each time) and shared
+    under a lock (httplib2 is not thread-safe): reads happen only for failed operations, and are short."""
+    with _client_lock:
+        if endpoint not in _clients:
+            _clients[endpoint] = healthcare.build(endpoint, "logging", "v2").entries()
+        answer = _clients[endpoint].list(body=query).execute(num_retries=0)
+    entries = answer.get("entries", [])
+    return entries if isinstance(entries, list) else []
 
 
 def _reason(entry: dict[str, Any]) -> dict[str, Any]:
