@@ -139,7 +139,9 @@ def cmd_requeue(args: argparse.Namespace) -> int:
 
 def cmd_purge(args: argparse.Namespace) -> int:
     where = _where(args)
-    if args.older_than and not args.ids:
+    if args.older_than and args.ids:
+        raise UsageError("give dead-letter ids or --older-than, not both")
+    if args.older_than:
         age = dead_letters.parse_age(args.older_than)
         purged = dead_letters.purge_older_than(where, age, args.kind)
         if args.format == "json":

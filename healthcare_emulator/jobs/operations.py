@@ -38,6 +38,15 @@ def _dataset_of(operation_name: str) -> str:
     return operation_name.split("/operations/")[0]
 
 
+def _parsed(line: str) -> dict[str, Any] | None:
+    """One line of an operation log; None for a line still being written by a running operation."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
 class Cancelled(ApiError):
     http_status, status = 499, "CANCELLED"
 
@@ -73,7 +82,8 @@ class OperationContext:
         line = json.dumps(entry, ensure_ascii=False) + "\n"
         with self._lock, open(self._log_path, "a", encoding="utf-8") as fh:
             fh.write(line)
-            self.errors_logged += severity == "ERROR"
+            if severity == "ERROR":
+                self.errors_logged += 1
 
     def check_cancelled(self) -> None:
         if self.cancel_requested:
@@ -168,7 +178,7 @@ class OperationEngine:
         except Exception as exc:  # a bug in the emulator must still end the operation
             logger.exception("operation %s crashed", op["name"])
             outcome = {"error": Internal(f"internal emulator error: {type(exc).__name__}: {exc}").rpc_status()}
-        if "error" in outcome and not context.errors_logged:
+        if "error" in outcome and not context.errors_logged and not context.cancel_requested:
             # A failure of the whole operation (a refused WRITE_EMPTY export, no object matching) is logged
             # too: whoever reads the log for the reason finds it there, as for a failed file.
             context.log("ERROR", outcome["error"]["message"], code=outcome["error"]["code"])
@@ -244,7 +254,7 @@ class OperationEngine:
         entries = []
         for path in sorted(self._storage.log_dir.glob("*.jsonl")):
             with open(path, encoding="utf-8") as fh:
-                lines = [json.loads(line) for line in fh if line.strip()]
+                lines = [entry for entry in map(_parsed, fh) if entry is not None]
             if not lines:
                 continue
             try:
