@@ -83,6 +83,15 @@ _TOKEN = re.compile(r'\s*(?:(?P<string>"(?:[^"\\]|\\.)*")|(?P<op>>=|<=|!=|[=:<>(
 Predicate = Callable[[dict[str, Any]], bool]
 
 
+@dataclass(frozen=True)
+class Query:
+    """A parsed filter: the test, and the operation ids every matching entry has (None: any), so that a query
+    for one operation reads that operation's log and not every log."""
+
+    test: Predicate
+    operations: frozenset[str] | None = None
+
+
 @dataclass
 class _Parser:
     tokens: list[tuple[str, str]]
@@ -98,31 +107,37 @@ class _Parser:
         self.at += 1
         return token
 
-    def conjunction(self) -> Predicate:
+    def conjunction(self) -> Query:
         terms = [self.disjunction()]
         while (token := self.peek()) is not None and token != ("op", ")"):
             if token == ("word", "AND"):
                 self.take()
             terms.append(self.disjunction())
-        return lambda entry: all(term(entry) for term in terms)
+        pinned = [term.operations for term in terms if term.operations is not None]
+        operations = frozenset.intersection(*pinned) if pinned else None
+        return Query(lambda entry: all(term.test(entry) for term in terms), operations)
 
-    def disjunction(self) -> Predicate:
+    def disjunction(self) -> Query:
         terms = [self.negation()]
         while self.peek() == ("word", "OR"):
             self.take()
             terms.append(self.negation())
-        return terms[0] if len(terms) == 1 else (lambda entry: any(term(entry) for term in terms))
+        if len(terms) == 1:
+            return terms[0]
+        pinned = [term.operations for term in terms]
+        operations = None if None in pinned else frozenset().union(*pinned)  # type: ignore[arg-type]
+        return Query(lambda entry: any(term.test(entry) for term in terms), operations)
 
-    def negation(self) -> Predicate:
+    def negation(self) -> Query:
         token = self.peek()
         if token == ("word", "NOT"):
             self.take()
             inner = self.negation()
-            return lambda entry: not inner(entry)
+            return Query(lambda entry: not inner.test(entry))
         if token is not None and token[0] == "word" and token[1].startswith("-") and len(token[1]) > 1:
             self.tokens[self.at] = ("word", token[1][1:])
             inner = self.negation()
-            return lambda entry: not inner(entry)
+            return Query(lambda entry: not inner.test(entry))
         if token == ("op", "("):
             self.take()
             inner = self.conjunction()
@@ -132,7 +147,7 @@ class _Parser:
             return inner
         return self.comparison()
 
-    def comparison(self) -> Predicate:
+    def comparison(self) -> Query:
         kind, field = self.take()
         if kind != "word":
             raise InvalidArgument(f"filter: expected a field name, found {field!r}")
@@ -144,7 +159,9 @@ class _Parser:
         if kind == "op":
             raise InvalidArgument(f"filter: expected a value after {field} {op}")
         value = _unquote(raw) if kind == "string" else raw
-        return _compare(field, op, value)
+        # An entry's operation.id is the operation's number; a full operation name pins the same log.
+        pinned = frozenset({value.rsplit("/", 1)[-1]}) if (field, op) == ("operation.id", "=") else None
+        return Query(_compare(field, op, value), pinned)
 
 
 def _unquote(raw: str) -> str:
@@ -184,10 +201,10 @@ def _compare(path: str, op: str, value: str) -> Predicate:
     return test
 
 
-def parse_filter(text: str) -> Predicate:
-    """A predicate over LogEntry values; InvalidArgument names what the emulator does not understand."""
+def parse_filter(text: str) -> Query:
+    """A query over LogEntry values; InvalidArgument names what the emulator does not understand."""
     if not text.strip():
-        return lambda entry: True
+        return Query(lambda entry: True)
     tokens, position = [], 0
     while position < len(text):
         match = _TOKEN.match(text, position)
@@ -199,7 +216,7 @@ def parse_filter(text: str) -> Predicate:
         tokens.append((kind, match.group(kind)))
         position = match.end()
     parser = _Parser(tokens)
-    predicate = parser.conjunction()
+    query = parser.conjunction()
     if parser.peek() is not None:
         raise InvalidArgument(f"filter: unexpected {parser.peek()[1]!r}")  # type: ignore[index]
-    return predicate
+    return query

@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -249,10 +249,16 @@ class OperationEngine:
         with open(path, encoding="utf-8") as fh:
             return [json.loads(line) for line in fh if line.strip()]
 
-    def log_entries(self) -> list[dict[str, Any]]:
-        """Every operation's log as Cloud Logging entries, oldest first (entries:list filters them)."""
+    def log_entries(self, operation_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The logs of these operations (None: every operation) as Cloud Logging entries, oldest first."""
+        if operation_ids is None:
+            paths = sorted(self._storage.log_dir.glob("*.jsonl"))
+        else:
+            paths = [self._storage.operation_log_path(i) for i in sorted(operation_ids) if i.isdigit()]
         entries = []
-        for path in sorted(self._storage.log_dir.glob("*.jsonl")):
+        for path in paths:
+            if not path.exists():
+                continue
             with open(path, encoding="utf-8") as fh:
                 lines = [entry for entry in map(_parsed, fh) if entry is not None]
             if not lines:

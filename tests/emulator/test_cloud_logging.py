@@ -92,6 +92,10 @@ def test_filter_by_source_paging_order_and_log_views(logging_api, failed_import)
                                      "filter": f'{log_filter(operation["name"])} -jsonPayload.source:"bad-1"'
                                      }).execute()["entries"]
     assert len(negated) == 2
+    # An OR with a term that is not an operation id reads every log, not only operation 1's.
+    either = logging_api.list(body={"resourceNames": ["projects/log-project"],
+                                    "filter": 'operation.id="1" OR severity>=ERROR'}).execute()["entries"]
+    assert len(either) == 3
 
 
 def test_an_operation_level_failure_is_logged_too(healthcare, logging_api, new_store, new_bucket) -> None:

@@ -24,8 +24,8 @@ def list_entries(app: Emulator, request: Request, **params: str) -> Response:
     order = str(body.get("orderBy") or "timestamp asc").strip().lower()
     if order not in ("timestamp asc", "timestamp desc"):
         raise InvalidArgument(f"invalid orderBy {body.get('orderBy')!r}: use 'timestamp asc' or 'timestamp desc'")
-    wanted = log_entries.parse_filter(str(body.get("filter") or ""))
-    entries = [e for e in app.engine.log_entries() if log_entries.in_scope(e, names) and wanted(e)]
+    query = log_entries.parse_filter(str(body.get("filter") or ""))
+    entries = [e for e in app.engine.log_entries(query.operations) if log_entries.in_scope(e, names) and query.test(e)]
     if order == "timestamp desc":
         entries.reverse()
     size = body.get("pageSize")
