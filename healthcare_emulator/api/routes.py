@@ -99,6 +99,9 @@ def resolve(request: Request) -> tuple[Handler, dict[str, str]]:
             allowed.append(method)
     if allowed:
         raise MethodNotAllowed(f"method {request.method} is not supported on {request.path!r}")
+    if table is _LOGGING:
+        raise NotFound(f"unknown path {request.path!r}: API paths start with /v1/ or /v1beta1/; under /v2/ the"
+                       " emulator serves Cloud Logging's entries:list only")
     raise NotFound(f"unknown path {request.path!r}")
 
 
