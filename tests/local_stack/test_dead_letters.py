@@ -57,6 +57,17 @@ def one_letter(where: Where, text: str, kind: str = "import") -> dead_letters.De
     return letter
 
 
+def newest_rows(stack: LocalStack, sop_uid: str) -> list[int]:
+    """`Rows` of the instance's rows in the deduplicating view the README documents (the newest per instance)."""
+    from dicom_pipeline.exporter import dedup_query
+    from dicom_pipeline.names import BigQueryTableUri
+    from local_bigquery.query import run_query
+
+    view = dedup_query(BigQueryTableUri.from_string(stack.names.table))
+    _, rows = run_query(stack.healthcare.data_dir, f"SELECT `Rows` FROM ({view}) WHERE SOPInstanceUID = '{sop_uid}'")
+    return [int(row[0]) for row in rows]
+
+
 def delete_instance(stack: LocalStack, instance: Any) -> None:
     url = (f"{stack.healthcare.url}/v1/{stack.names.store_name}/dicomWeb/studies/{instance.study_uid}"
            f"/series/{instance.series_uid}/instances/{instance.sop_uid}")
@@ -97,6 +108,7 @@ def test_fixed_conflict_requeued_lands_once_and_a_second_requeue_adds_nothing(st
     assert "rewrote" in requeued.action
     wait_for(lambda: rows_of(stack, [first.sop_uid]) == {first.sop_uid: 2}, "the requeued file's row")
     assert stored(stack, first.study_uid) == 1  # the clash's instance: BigQuery keeps the deleted one's row too
+    assert newest_rows(stack, first.sop_uid) == [32]  # through the dedup view: one row, the requeued file's
     assert letters_for(where, "conflict/") == []
     with pytest.raises(DeadLetterError, match="no dead letter"):
         dead_letters.requeue(where, letter.id)
