@@ -7,7 +7,7 @@ import pytest
 from googleapiclient.errors import HttpError
 
 from dicom_pipeline.operation_logs import log_filter
-from local_stack.sample_data import synthetic_studies
+from dicom_samples import synthetic_studies
 from tests.helpers import wait
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 from main import import_dicom_object
 
 pytestmark = pytest.mark.integration
