@@ -251,7 +251,7 @@ def _export_target(where: Where, letter: DeadLetter) -> str:
     if len(topics) != 1:
         raise DeadLetterError(f"{store} has {len(topics)} notification topics ({', '.join(topics) or 'none'}):"
                               " give the export trigger's topic")
-    return topics[0]
+    return str(topics[0])
 
 
 def _publish(where: Where, letter: DeadLetter, topic: str) -> str:

@@ -41,7 +41,7 @@ def failure(settings: Settings, operation: dict[str, Any], what: str, source: st
         shown = "; ".join(_describe(reason, source) for reason in reasons[:_SHOWN])
         more = f" (and {len(reasons) - _SHOWN} more)" if len(reasons) > _SHOWN else ""
         classified = PermanentError(f"{what} failed: {shown}{more}")
-    classified.reasons = reasons  # type: ignore[attr-defined]
+    classified.reasons = tuple(reasons)
     return classified
 
 

@@ -124,8 +124,8 @@ class _Parser:
             terms.append(self.negation())
         if len(terms) == 1:
             return terms[0]
-        pinned = [term.operations for term in terms]
-        operations = None if None in pinned else frozenset().union(*pinned)  # type: ignore[arg-type]
+        pinned = [term.operations for term in terms if term.operations is not None]
+        operations = frozenset().union(*pinned) if len(pinned) == len(terms) else None
         return Query(lambda entry: any(term.test(entry) for term in terms), operations)
 
     def negation(self) -> Query:
@@ -217,6 +217,6 @@ def parse_filter(text: str) -> Query:
         position = match.end()
     parser = _Parser(tokens)
     query = parser.conjunction()
-    if parser.peek() is not None:
-        raise InvalidArgument(f"filter: unexpected {parser.peek()[1]!r}")  # type: ignore[index]
+    if (left := parser.peek()) is not None:
+        raise InvalidArgument(f"filter: unexpected {left[1]!r}")
     return query

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import ApiError, FailedPrecondition, Internal, NotFound
 from ..names import DatasetName
 from ..store.dicom_store import Storage
-from . import log_entries
+from .log_entries import log_entry
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class OperationContext:
             raise Cancelled("operation was cancelled")
 
 
+LogEntries = list[dict[str, Any]]  # an alias: inside OperationEngine, `list` names its method
 Job = Callable[[OperationContext], dict[str, Any] | None]
 
 
@@ -249,13 +250,13 @@ class OperationEngine:
         with open(path, encoding="utf-8") as fh:
             return [json.loads(line) for line in fh if line.strip()]
 
-    def log_entries(self, operation_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def log_entries(self, operation_ids: Iterable[str] | None = None) -> LogEntries:
         """The logs of these operations (None: every operation) as Cloud Logging entries, oldest first."""
         if operation_ids is None:
             paths = sorted(self._storage.log_dir.glob("*.jsonl"))
         else:
             paths = [self._storage.operation_log_path(i) for i in sorted(operation_ids) if i.isdigit()]
-        entries = []
+        entries: LogEntries = []
         for path in paths:
             if not path.exists():
                 continue
@@ -267,7 +268,7 @@ class OperationEngine:
                 method = self.get(str(lines[0].get("operation")))["metadata"].get("apiMethodName", "")
             except NotFound:  # its dataset was deleted: its log is still Cloud Logging's
                 method = ""
-            entries.extend(log_entries.log_entry(line, method, number) for number, line in enumerate(lines))
+            entries.extend(log_entry(line, method, number) for number, line in enumerate(lines))
         entries.sort(key=lambda entry: entry["timestamp"])
         return entries
 

@@ -16,7 +16,7 @@ IMPORT_TYPE = "type.googleapis.com/google.cloud.healthcare.logging.ImportDicomLo
 
 
 @pytest.fixture(scope="module")
-def logging_api(emulator):  # type: ignore[no-untyped-def]
+def logging_api(emulator):
     from google.auth.credentials import AnonymousCredentials
     from googleapiclient import discovery
 
@@ -26,7 +26,7 @@ def logging_api(emulator):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def failed_import(healthcare, emulator, gcs_client):  # type: ignore[no-untyped-def]
+def failed_import(healthcare, emulator, gcs_client):
     """An import of two good and three broken files: its operation, project and bucket."""
     import uuid
 

@@ -11,7 +11,7 @@ from main import import_dicom_object
 pytestmark = pytest.mark.integration
 
 
-def _broken(pipeline, name: str):  # type: ignore[no-untyped-def]
+def _broken(pipeline, name: str):
     data = synthetic_instance().data
     return pipeline.upload(name, data[: len(data) // 2])  # a preamble, then a cut-short element
 

@@ -18,8 +18,8 @@ from cli.main import main as cli
 from dicom_pipeline import dead_letters
 from dicom_pipeline.dead_letters import DeadLetterError, Where
 from dicom_pipeline.names import DicomStoreName
-from local_stack.pubsub_emulator import launcher_path
 from dicom_samples import synthetic_instance, vendor_corpus
+from local_stack.pubsub_emulator import launcher_path
 from local_stack.stack import NOTIFICATION_TOPIC, STAGING_BUCKET, UPLOAD_BUCKET, LocalStack
 
 from .test_stack import rows_of, stored, upload, wait_for
