@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from .names import BigQueryTableUri, DicomStoreName
 
 STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 WRITE_DISPOSITIONS = ("WRITE_APPEND", "WRITE_TRUNCATE", "WRITE_EMPTY")
+_LOG_VIEW = re.compile(r"projects/[^/]+/locations/[^/]+/buckets/[^/]+/views/[^/]+")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,12 @@ class Settings:
     # A claim (or an export intent) older than this belongs to an invocation that is gone: longer than a
     # function may run (540 s for an event-driven function). Before it, only its holder may start the export.
     stale_claim_seconds: float = 600.0
+    # Cloud Logging, where the Healthcare API writes each failed file's reason: its endpoint (None: Google
+    # Cloud; the local stack's emulator serves it), the log view to read (None: the project) and how long to
+    # wait for a failed operation's entries, which may arrive after the operation ends.
+    logging_api_endpoint: str | None = None
+    healthcare_log_view: str | None = None
+    operation_log_wait_seconds: float = 20.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -74,9 +82,13 @@ class Settings:
         import_max = int(_number(env, "IMPORT_BATCH_MAX_OBJECTS", "40", 1, 10_000))
         unknown_after = _number(env, "RECONCILE_UNKNOWN_AFTER_SECONDS", "60", 0, 86_400)
         stale = _number(env, "STALE_CLAIM_SECONDS", "600", 0, 86_400)
-        endpoint = env.get("HEALTHCARE_API_ENDPOINT", "").strip().rstrip("/") or None
-        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-            raise ConfigError("HEALTHCARE_API_ENDPOINT must be an http:// or https:// URL")
+        endpoint = _endpoint(env, "HEALTHCARE_API_ENDPOINT")
+        logging_endpoint = _endpoint(env, "LOGGING_API_ENDPOINT")
+        log_view = env.get("HEALTHCARE_LOG_VIEW", "").strip() or None
+        if log_view is not None and not _LOG_VIEW.fullmatch(log_view):
+            raise ConfigError("HEALTHCARE_LOG_VIEW must be a log view's full name: "
+                              "projects/P/locations/L/buckets/B/views/V")
+        log_wait = _number(env, "OPERATION_LOG_WAIT_SECONDS", "20", 0, 600)
         return cls(
             dicom_store=dicom_store, staging_bucket=staging, bigquery_table=table, import_suffixes=suffixes,
             import_storage_class=storage_class, operation_wait_seconds=wait, write_disposition=disposition,
@@ -84,7 +96,15 @@ class Settings:
             project=env.get("GOOGLE_CLOUD_PROJECT") or dicom_store.project, export_batch_window=window,
             export_batch_max=batch_max, import_batch_window=import_window, import_batch_max=import_max,
             reconcile_unknown_after=unknown_after, stale_claim_seconds=stale,
+            logging_api_endpoint=logging_endpoint, healthcare_log_view=log_view, operation_log_wait_seconds=log_wait,
         )
+
+
+def _endpoint(env: Mapping[str, str], key: str) -> str | None:
+    endpoint = env.get(key, "").strip().rstrip("/") or None
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"{key} must be an http:// or https:// URL")
+    return endpoint
 
 
 def _required(env: Mapping[str, str], key: str) -> str:

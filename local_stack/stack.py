@@ -409,6 +409,7 @@ class LocalStack:
         front = self._healthcare_front(self.healthcare.url) if self._healthcare_front else self.healthcare.url
         return {"DICOM_STORE": self.names.store_name, "STAGING_BUCKET": STAGING_BUCKET,
                 "BIGQUERY_TABLE": self.names.table, "HEALTHCARE_API_ENDPOINT": front,
+                "LOGGING_API_ENDPOINT": self.healthcare.url,  # the emulator serves the operations' log entries
                 "STORAGE_EMULATOR_HOST": self.gcs.url, "GOOGLE_CLOUD_PROJECT": self.names.project,
                 "OPERATION_WAIT_SECONDS": str(self.operation_wait_seconds), **self._function_env_extra}
 
