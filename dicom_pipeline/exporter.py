@@ -171,7 +171,7 @@ def export_message(settings: Settings, message: PubSubMessage, event_id: str) ->
                 # Its holder releases the claim and raises; acknowledging this delivery would end the message.
                 raise TransientError("the export this message belongs to failed; retry")
             return _duplicate(event_id, instance, started.record, "in the same batch as another delivery")
-        outcome = _follow_existing(settings, mine.record_name, event_id, instance)
+        outcome = _follow_existing(settings, mine.record_name, event_id, instance, message)
         if outcome is not None:
             return outcome
     raise TransientError("another invocation took over the stale export claim; retry")
@@ -352,9 +352,11 @@ def _is_permanent(operation: dict[str, Any]) -> bool:
     return isinstance(classify_operation_error(operation["error"], "export"), PermanentError)
 
 
-def _follow_existing(settings: Settings, record_name: str, event_id: str, instance: str | None) -> str | None:
+def _follow_existing(settings: Settings, record_name: str, event_id: str, instance: str | None,
+                     message: PubSubMessage) -> str | None:
     """Another delivery holds this message's claim: what became of its export. None when the claim was a
-    crashed invocation's and has been released, so this delivery may claim the message itself."""
+    crashed invocation's, or an earlier version's of a re-stored instance, and has been released, so this
+    delivery may claim it itself."""
     found = storage.read_json(settings, settings.staging_bucket, record_name)
     if found is None:
         raise TransientError("export idempotency record vanished while being read; retry")
@@ -367,6 +369,10 @@ def _follow_existing(settings: Settings, record_name: str, event_id: str, instan
         (batch_record, batch_generation) = batch
         name = str(batch_record.get("operation") or "")
         batch_status = batch_record.get("status")
+        if batch_status in ("succeeded", "failed") and \
+                _restored_since(record_name, record, batch_record, message):
+            storage.delete(settings, settings.staging_bucket, record_name, if_generation_match=generation)
+            return None
         if batch_status in ("succeeded", "failed"):
             return _duplicate(event_id, instance, name, f"already handled ({batch_status})")
         if batch_status in ("starting", "unknown") and not is_instance_claim(record_name):
@@ -404,6 +410,21 @@ def _follow_existing(settings: Settings, record_name: str, event_id: str, instan
         raise TransientError("export of this message is in progress in another invocation")
     storage.delete(settings, settings.staging_bucket, record_name, if_generation_match=generation)
     return None
+
+
+def _restored_since(record_name: str, claim: dict[str, Any], batch: dict[str, Any], message: PubSubMessage) -> bool:
+    """A notification published after the instance's export finished, by another message: the instance was
+    stored again since (deleted, then stored with other bytes under the same UIDs), and this version needs a
+    row of its own (the dedup view keeps the newest). Every duplicate notification of one store is published
+    when the instance is stored, before its export can finish."""
+    if not is_instance_claim(record_name) or message.message_id == claim.get("message_id"):
+        return False
+    try:
+        published = datetime.fromisoformat(str(message.publish_time).replace("Z", "+00:00"))
+        finished = datetime.fromisoformat(str(batch.get("finished")))
+    except ValueError:
+        return False
+    return published > finished
 
 
 def _finish(settings: Settings, record_name: str, generation: int, request: ExportRequest, operation: dict[str, Any],

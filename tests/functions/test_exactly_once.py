@@ -252,3 +252,18 @@ def test_failed_cloud_storage_reads_are_retried_in_process_with_one_warning_each
     retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
     assert len(retries) == 2 and all("HTTP 503" in m for m in retries), retries
     assert pipeline.rows() == [(instance.sop_uid,)]
+
+
+def test_a_notification_published_after_the_export_finished_is_a_re_stored_instance(pipeline) -> None:
+    from datetime import UTC, datetime
+
+    (instance,) = _stored(pipeline)
+    assert export_dicom_metadata(pubsub_event(_path(pipeline, instance))) == "succeeded"
+    # Another notification of the same store, published before that export finished: a duplicate.
+    assert export_dicom_metadata(pubsub_event(_path(pipeline, instance))) == "duplicate"
+    # Published after it: the instance was deleted and stored again since, and this version gets its row.
+    later = pubsub_event(_path(pipeline, instance))
+    later.data["message"]["publishTime"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    assert export_dicom_metadata(later) == "succeeded"
+    assert export_dicom_metadata(later) == "duplicate"  # and its redelivery is a duplicate again
+    assert len(pipeline.rows()) == 2
