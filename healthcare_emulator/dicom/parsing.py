@@ -56,6 +56,11 @@ TAG_SERIES_UID = "0020000E"
 TAG_SOP_UID = "00080018"
 TAG_SOP_CLASS_UID = "00080016"
 TAG_TRANSFER_SYNTAX = "00020010"
+TAG_MEDIA_STORAGE_SOP_CLASS = "00020002"
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # the SOP class of a DICOMDIR
+# Explicit VR elements with a 4-byte length (after 2 reserved bytes); the others have a 2-byte length.
+_LONG_LENGTH_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT",
+                              b"UV"})
 
 
 class InvalidDicom(ValueError):
@@ -111,6 +116,7 @@ def parse_instance(data: bytes) -> ParsedInstance:
             ds = pydicom.dcmread(io.BytesIO(data))
             transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", "") or "").strip("\0 ")
             if not transfer_syntax:
+                _check_file_meta_complete(data)
                 raise InvalidDicom("the file meta information has no TransferSyntaxUID (0002,0010)")
             metadata = _dataset_json(ds.file_meta, "", "latin_1")
             metadata.update(_dataset_json(ds, "", _python_charset(ds)))
@@ -121,6 +127,10 @@ def parse_instance(data: bytes) -> ParsedInstance:
     except Exception as exc:  # pydicom raises many types on corrupt input
         raise InvalidDicom(f"unparsable DICOM data: {type(exc).__name__}: {exc}") from None
 
+    if MEDIA_STORAGE_DIRECTORY in (first_value(metadata, TAG_MEDIA_STORAGE_SOP_CLASS),
+                                   first_value(metadata, TAG_SOP_CLASS_UID)):
+        raise InvalidDicom("a DICOMDIR (Media Storage Directory, SOP class 1.2.840.10008.1.3.10) is a file-set"
+                           " index, not a composite instance: store the files it lists instead")
     uids = {}
     for tag, keyword in ((TAG_STUDY_UID, "StudyInstanceUID"), (TAG_SERIES_UID, "SeriesInstanceUID"),
                          (TAG_SOP_UID, "SOPInstanceUID")):
@@ -141,6 +151,37 @@ def parse_instance(data: bytes) -> ParsedInstance:
         metadata=metadata,
         metadata_text=_compact_json(metadata),
     )
+
+
+def _check_file_meta_complete(data: bytes) -> None:
+    """Raise InvalidDicom naming the element where the file meta (explicit VR little endian) is cut short.
+
+    pydicom stops quietly at a truncated file meta element, which would otherwise be reported as a missing
+    TransferSyntaxUID.
+    """
+    offset = 132
+    while offset < len(data):
+        if len(data) - offset < 4:
+            raise InvalidDicom("truncated file: the file meta information is cut short inside an element's tag")
+        group, element = struct.unpack_from("<HH", data, offset)
+        if group != 2:
+            return
+        name = _element_name(0x00020000 | element)
+        vr = data[offset + 4:offset + 6]
+        long_length = vr in _LONG_LENGTH_VRS
+        header = 12 if long_length else 8
+        if len(data) - offset < header:
+            raise InvalidDicom(f"truncated file: the file meta information is cut short inside {name}")
+        length = struct.unpack_from("<I" if long_length else "<H", data, offset + (8 if long_length else 6))[0]
+        if offset + header + length > len(data):
+            raise InvalidDicom(f"truncated file: the file meta information is cut short inside {name}: it declares"
+                               f" {length} bytes, {len(data) - offset - header} remain")
+        offset += header + length
+
+
+def _element_name(tag: int) -> str:
+    keyword = dictionary_keyword(tag)
+    return f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})" if keyword else f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 def first_value(metadata: dict[str, Any], tag: str) -> Any:
