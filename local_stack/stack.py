@@ -263,6 +263,8 @@ class LocalStack:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
+        from local_bigquery.warehouse import create_dataset
+
         project = self.names.project
         # The triggers' subscriptions, drained by the Eventarc adapter (the emulator's push is one at a time).
         for subscription, topic in ((IMPORT_SUBSCRIPTION, STORAGE_TOPIC), (EXPORT_SUBSCRIPTION, NOTIFICATION_TOPIC)):
@@ -280,6 +282,8 @@ class LocalStack:
             response = requests.post(url, json=body, timeout=30)
             if response.status_code != 200:
                 raise RuntimeError(f"Healthcare emulator: POST {url} → {response.status_code} {response.text[:300]}")
+        # Exports never create BigQuery datasets (as in the cloud, where Terraform does): make the table's.
+        create_dataset(self.healthcare.data_dir, project, BQ_DATASET)
 
     # --- what happened ----------------------------------------------------------------------------------------
 
