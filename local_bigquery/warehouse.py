@@ -428,7 +428,13 @@ def dataset_exists(data_dir: str | os.PathLike[str], project: str, dataset: str,
     path = database_path(data_dir, project)
     if not path.exists():
         return False
-    return bool(_writer(path).submit(lambda con, catalog: _dataset_exists(con, catalog, dataset), timeout))
+    # Read-only, like any reader: it neither waits for nor blocks the queries of other processes.
+    con = _with_retry(lambda: duckdb.connect(str(path), read_only=True), timeout, f"warehouse database {path}")
+    try:
+        catalog = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        return _dataset_exists(con, catalog, dataset)
+    finally:
+        con.close()
 
 
 def _write(con: duckdb.DuckDBPyConnection, catalog: str, ref: TableRef, fields: list[Field], staged: Path | None,

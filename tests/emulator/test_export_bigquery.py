@@ -31,6 +31,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
+from local_bigquery.warehouse import create_dataset
 from local_stack.sample_data import SyntheticInstance, synthetic_studies
 from tests.conftest import LOCATION, PROJECT, StoreRef
 from tests.helpers import wait
@@ -62,9 +63,11 @@ def export(healthcare, store: StoreRef, destination: dict, filter_uri: str | Non
     return wait(healthcare, operation)
 
 
-def new_table(project: str = PROJECT) -> tuple[str, str, str]:
-    """A fresh (project, dataset, table) triple."""
-    return project, f"bq_{uuid.uuid4().hex[:10]}", "instances"
+def new_table(emulator, project: str = PROJECT) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
+    """A fresh (project, dataset, table) triple; its dataset is created (exports never create datasets)."""
+    dataset = f"bq_{uuid.uuid4().hex[:10]}"
+    create_dataset(emulator.data_dir, project, dataset)
+    return project, dataset, "instances"
 
 
 def uri(table: tuple[str, str, str]) -> str:
@@ -180,7 +183,7 @@ EXPECTED = {
 @pytest.mark.parametrize("mode", list(MODES))
 def test_force_and_write_disposition_table(emulator, healthcare, populated, state, mode):
     store, instances = populated
-    table = new_table()
+    table = new_table(emulator)
     old = {"missing": None, "empty": 0, "has-rows": 3}[state]
     if old is not None:
         make_table(emulator, table, old)
@@ -239,16 +242,19 @@ def test_invalid_destination_is_a_400_before_any_operation(healthcare, populated
 def test_export_to_another_project_and_a_table_uri_of_exactly_2000_characters(emulator, healthcare, populated):
     store, instances = populated
     other = ("other-project", f"bq_{uuid.uuid4().hex[:10]}", "t")
+    create_dataset(emulator.data_dir, *other[:2])
     assert export(healthcare, store, {"tableUri": uri(other)}).get("error") is None
     assert len(rows(emulator, other)) == len(instances)
     from local_bigquery.query import run_query
 
     scoped = "bq://example.com:scoped-project.ds.t"  # a domain-scoped project ID
+    create_dataset(emulator.data_dir, "example.com:scoped-project", "ds")
     assert export(healthcare, store, {"tableUri": scoped}).get("error") is None
     assert run_query(emulator.data_dir, "SELECT COUNT(*) FROM `example.com:scoped-project.ds.t`")[1] == [
         (len(instances),)]
     dataset = f"bq_{uuid.uuid4().hex[:10]}".ljust(1000 - len(f"bq://{PROJECT}.."), "d")
     long_table = (PROJECT, dataset, "t" * 1000)  # BigQuery's table names stop at 1,024 characters
+    create_dataset(emulator.data_dir, PROJECT, dataset)
     assert len(uri(long_table)) == 2000
     assert export(healthcare, store, {"tableUri": uri(long_table)}).get("error") is None
     assert len(rows(emulator, long_table)) == len(instances)
@@ -265,6 +271,7 @@ def test_every_write_to_a_dataset_named_like_its_project(emulator, healthcare, p
     store, instances = populated
     name = f"same{uuid.uuid4().hex[:10]}"
     n = len(instances)
+    create_dataset(emulator.data_dir, name, name)
 
     def count(table: str) -> int:
         return run_query(emulator.data_dir, f"SELECT COUNT(*) FROM `{name}.{name}.{table}`")[1][0][0]
@@ -316,7 +323,7 @@ def test_every_write_to_a_dataset_named_like_its_project(emulator, healthcare, p
 
 def test_include_source_store_adds_the_store_name_column(emulator, healthcare, populated):
     store, instances = populated
-    with_source, without = new_table(), new_table()
+    with_source, without = new_table(emulator), new_table(emulator)
     export(healthcare, store, {"tableUri": uri(with_source), "includeSourceStore": True})
     export(healthcare, store, {"tableUri": uri(without), "includeSourceStore": False})
 
@@ -381,7 +388,7 @@ def test_value_mapping_pn_sq_private_dates_and_dropped_tags(emulator, healthcare
     store = new_store()
     _, data = _rich_instance()
     stow(emulator, store, [data])
-    table = new_table()
+    table = new_table(emulator)
 
     operation = export(healthcare, store, {"tableUri": uri(table)})
 
@@ -408,8 +415,8 @@ def test_value_mapping_pn_sq_private_dates_and_dropped_tags(emulator, healthcare
     assert row["StudyTime"] == dtime(10, 15, 30, 250000) and row["ContentTime"] == dtime(9, 15)
     assert row["AcquisitionDateTime"] == datetime(2024, 1, 2, 9, 15, 30, 123456)  # +0100 → UTC
     assert row["PatientBirthDate"] is None
-    # numbers: DS/IS stay strings (regenerated from the stored JSON numbers), FD float, US/AT integers
-    assert (row["SliceThickness"], row["InstanceNumber"]) == ("1.25", "7")
+    # numbers: DS/IS stay strings, exactly as the file wrote them; FD float, US/AT integers
+    assert (row["SliceThickness"], row["InstanceNumber"]) == ("1.250", "7")
     assert row["ImagePositionPatient"] == ["0", "-12.5", "3"]
     assert (types["SliceThickness"], types["ImagePositionPatient"]) == ("VARCHAR", "VARCHAR[]")
     assert row["FrameIncrementPointer"] == [0x00181063] and types["FrameIncrementPointer"] == "BIGINT[]"
@@ -443,7 +450,7 @@ def test_schema_json_puts_every_tag_in_one_json_column(emulator, healthcare, new
     store = new_store()
     _, data = _rich_instance()
     stow(emulator, store, [data])
-    table = new_table()
+    table = new_table(emulator)
 
     operation = export(healthcare, store, {"tableUri": uri(table), "schemaJson": {}, "includeSourceStore": True})
 
@@ -470,7 +477,7 @@ def test_change_data_capture_keeps_only_the_latest_row_per_instance(emulator, po
     beta = discovery.build("healthcare", "v1beta1", credentials=AnonymousCredentials(),
                            client_options={"api_endpoint": emulator.url}, cache_discovery=False)
     store, instances = populated
-    table = new_table()
+    table = new_table(emulator)
     destination = {"tableUri": uri(table), "schemaJson": {}, "changeDataCaptureConfig": {},
                    "writeDisposition": "WRITE_APPEND"}
     for _ in range(2):
@@ -499,7 +506,7 @@ def test_write_append_adds_columns_and_grows_nested_records_without_losing_rows(
     item.PurposeOfReferenceCodeSequence = Sequence([code])
     new.ReferencedImageSequence = Sequence([item])
     stow(emulator, second, [part10(new)])
-    table = new_table()
+    table = new_table(emulator)
 
     assert "error" not in export(healthcare, first, {"tableUri": uri(table), "writeDisposition": "WRITE_APPEND"})
     before = column_types(emulator, table)
@@ -523,10 +530,10 @@ def test_write_append_adds_columns_and_grows_nested_records_without_losing_rows(
 
 def test_append_to_a_column_of_another_type_fails_and_leaves_the_table_alone(emulator, healthcare, populated):
     store, _ = populated
-    table = new_table()
+    table = new_table(emulator)
     path = emulator.data_dir / "warehouse" / f"{table[0]}.duckdb"
     con = duckdb.connect(str(path))
-    con.execute(f'CREATE SCHEMA "{table[1]}"')
+    con.execute(f'CREATE SCHEMA IF NOT EXISTS "{table[1]}"')
     con.execute(f"CREATE TABLE {qualified(table)} (SOPInstanceUID VARCHAR, PatientName VARCHAR)")
     con.execute(f"INSERT INTO {qualified(table)} VALUES ('1.2', 'Doe^Jane')")
     con.close()
@@ -552,7 +559,7 @@ def test_filter_file_with_study_series_and_instance_lines_crlf_and_blank_lines(
              f"/studies/{b}/series/{b_series[1]}/instances/{lone.sop_uid}", "", ""]
     bucket = new_bucket()
     bucket.blob("filters/some.txt").upload_from_string("\r\n".join(lines))
-    table = new_table()
+    table = new_table(emulator)
 
     operation = export(healthcare, store, {"tableUri": uri(table)}, f"gs://{bucket.name}/filters/some.txt")
 
@@ -566,7 +573,7 @@ def test_malformed_filter_line_fails_the_operation_naming_the_line(emulator, hea
     store, instances = populated
     bucket = new_bucket()
     bucket.blob("bad.txt").upload_from_string(f"/studies/{instances[0].study_uid}\n\n/studies/1.2/series\n")
-    table = new_table()
+    table = new_table(emulator)
 
     operation = export(healthcare, store, {"tableUri": uri(table)}, f"gs://{bucket.name}/bad.txt")
 
@@ -582,7 +589,7 @@ def test_filter_file_built_with_the_seed_query_round_trips(emulator, healthcare,
     from local_bigquery.query import run_query
 
     store, _ = populated
-    everything, subset = new_table(), new_table()
+    everything, subset = new_table(emulator), new_table(emulator)
     export(healthcare, store, {"tableUri": uri(everything)})
     seed_sql = ("SELECT CONCAT ('/studies/', StudyInstanceUID, '/series/', SeriesInstanceUID, '/instances/',"
                 " SOPInstanceUID) FROM [PROJECT_ID:BIGQUERY_DATASET.BIGQUERY_TABLE]")
@@ -626,7 +633,7 @@ print(len(counts), counts[-1])
 
 def test_other_processes_query_while_the_emulator_exports(emulator, healthcare, populated):
     store, instances = populated
-    table = new_table()
+    table = new_table(emulator)
     export(healthcare, store, {"tableUri": uri(table)})
     expected = len(instances) * 6
     reader = subprocess.Popen([sys.executable, "-c", _READER, str(REPO), str(emulator.data_dir), uri(table)[5:],
@@ -646,7 +653,7 @@ def test_other_processes_query_while_the_emulator_exports(emulator, healthcare, 
 
 def test_export_waits_while_another_process_holds_the_database_read_only(emulator, healthcare, populated):
     store, instances = populated
-    table = new_table()
+    table = new_table(emulator)
     export(healthcare, store, {"tableUri": uri(table)})
     holder = subprocess.Popen(
         [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True);"
@@ -894,7 +901,7 @@ def test_vendor_corpus_rows_match_an_independent_reading_of_each_file(emulator, 
     for path, ds in readable.items():
         uids = (str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
         layer_of[path] = layers[uids] = layers.get(uids, -1) + 1
-    bucket, table = new_bucket(), new_table()
+    bucket, table = new_bucket(), new_table(emulator)
     stores = []
     for layer in range(max(layer_of.values()) + 1):
         store = new_store()
@@ -953,7 +960,7 @@ def test_append_instances_creates_extends_and_skips_rows_over_one_megabyte(emula
     app = emulator.emulator
     store_id, _ = app.storage.get_store(store.name)
     records = {r.sop_uid: r for r in app.storage.find_instances(store_id)}
-    table = new_table()
+    table = new_table(emulator)
 
     append_instances(app.data_dir, uri(table), store.name, [records[plain[0].sop_uid]], True)
     first = column_types(emulator, table)

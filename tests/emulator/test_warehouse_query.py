@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from local_bigquery.query import QueryError, run_query, translate
+from local_bigquery.warehouse import create_dataset
 from local_stack.sample_data import synthetic_instance, synthetic_studies
 from tests.conftest import LOCATION, PROJECT, StoreRef
 from tests.emulator.test_export_bigquery import export, stow
@@ -51,6 +52,7 @@ def exported(emulator, healthcare):  # type: ignore[no-untyped-def]
                   for series in (1, 2) for n in (1, 2, 3)]
     stow(emulator, store, [i.data for i in instances])
     table = (PROJECT, f"bq_{uuid.uuid4().hex[:10]}", "dicom_metadata")
+    create_dataset(emulator.data_dir, *table[:2])
     assert "error" not in export(healthcare, store, {"tableUri": "bq://{}.{}.{}".format(*table)})
     return table, instances
 
