@@ -48,6 +48,7 @@ LEGACY = "LEGACY"  # writeDisposition absent: the legacy `force` flag decides
 TABLE_URI_MAX = 2000
 STREAMING_ROW_LIMIT = 1024 * 1024  # BigQuery's streaming-insert row limit (reference §5.6)
 _CANCEL_CHECK_EVERY = 500  # instances converted between two looks at cancellation
+_DATASET_CHECK_TIMEOUT = 1.0  # seconds the request waits for a locked warehouse file before leaving it to the write
 
 # BigQuery names: project IDs (optionally domain-scoped, "example.com:proj"), dataset IDs of letters,
 # digits and "_", table names of letters, marks, digits, connectors, dashes and spaces.
@@ -227,11 +228,14 @@ def _dataset_missing(table: TableRef, reason: object) -> str:
 
 
 def check_dataset_exists(data_dir: Path, table: TableRef) -> None:
-    """NotFound unless the destination's BigQuery dataset exists: exports never create datasets."""
+    """NotFound unless the destination's BigQuery dataset exists: exports never create datasets.
+
+    When another process keeps the file locked, the operation's write checks again (and waits for the lock).
+    """
     try:
-        exists = dataset_exists(data_dir, table.project, table.dataset)
-    except WarehouseBusy as exc:
-        raise Unavailable(f"cannot read BigQuery dataset {table.project}:{table.dataset}: {exc}") from None
+        exists = dataset_exists(data_dir, table.project, table.dataset, timeout=_DATASET_CHECK_TIMEOUT)
+    except WarehouseBusy:
+        return
     if not exists:
         raise NotFound(_dataset_missing(table, dataset_not_found_message(table.project, table.dataset)))
 
