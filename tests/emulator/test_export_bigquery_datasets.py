@@ -42,6 +42,9 @@ def test_export_to_a_missing_dataset_fails_until_the_dataset_is_created(emulator
     operation = export(healthcare, store, {"tableUri": f"bq://{PROJECT}.{dataset}.t"})
     assert "error" not in operation, operation
     assert operation["metadata"]["counter"] == {"success": "2"}
+    # The names the Italian seed shows for an export to BigQuery.
+    assert operation["metadata"]["apiMethodName"] == "google.cloud.healthcare.v1.dicom.DicomService.ExportDicomData_bq"
+    assert operation["response"] == {"@type": "type.googleapis.com/google.protobuf.Empty"}
 
     again = _create_dataset_cli(emulator, f"{PROJECT}.{dataset}")
     assert again.returncode == 1 and "Already Exists" in again.stderr, again
