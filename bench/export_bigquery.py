@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     import duckdb
 
     from healthcare_emulator import EmulatorServer
+    from local_bigquery.warehouse import create_dataset
     from local_stack.healthcare_api import create_dicom_store, healthcare_service, wait_for_operation
     from local_stack.sample_data import synthetic_studies
 
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         healthcare = healthcare_service(server.url)
         datasets = healthcare.projects().locations().datasets()
         store = create_dicom_store(healthcare, PROJECT, LOCATION, DATASET, STORE)
+        create_dataset(server.data_dir, PROJECT, "bench")  # exports never create BigQuery datasets
 
         t = time.perf_counter()
         studies = -(-args.count // 20)

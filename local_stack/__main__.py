@@ -267,7 +267,8 @@ def _print_state(state: dict[str, Any]) -> None:
         print(f"  export {key}={value}")
     healthcare = state["endpoints"]["healthcare-emulator"]
     print("\nthe seed documents' commands run unchanged with those variables, but for these:\n"
-          "  gcloud healthcare …, gcloud storage …  CLOUDSDK_API_ENDPOINT_OVERRIDES_* and CLOUDSDK_AUTH_DISABLE_CREDENTIALS\n"
+          "  gcloud healthcare …, gcloud storage …  CLOUDSDK_API_ENDPOINT_OVERRIDES_* and"
+          " CLOUDSDK_AUTH_DISABLE_CREDENTIALS\n"
           "  gsutil cp …                           BOTO_CONFIG (fake-gcs-server over https) and"
           " CLOUDSDK_PASS_CREDENTIALS_TO_GSUTIL=false\n"
           f"  curl …                                {healthcare}/v1/… in place of https://healthcare.googleapis.com/v1/…\n"
