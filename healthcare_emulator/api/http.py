@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -49,7 +50,10 @@ class Request:
             except UnicodeDecodeError as exc:
                 raise InvalidArgument(f"Invalid JSON payload received. {exc}") from None
             except ValueError as exc:
-                raise InvalidArgument(f"Invalid JSON payload received. {str(exc).removeprefix('<string>:')}") from None
+                # json5 says "<string>:LINE WHAT at column COLUMN"
+                found = re.fullmatch(r"<string>:(\d+) (.*) at column (\d+)", str(exc))
+                where = f"{found[2]} at line {found[1]}, column {found[3]}" if found else str(exc)
+                raise InvalidArgument(f"Invalid JSON payload received. {where}") from None
         if not isinstance(value, dict):
             raise InvalidArgument(
                 f"Invalid JSON payload received. Expected an object, got {type(value).__name__}"
