@@ -422,19 +422,30 @@ def create_dataset(data_dir: str | os.PathLike[str], project: str, dataset: str,
     return bool(_writer(database_path(data_dir, project)).submit(create, timeout))
 
 
+# Datasets this process has seen exist: opening a file to look costs ~50 ms, an export's check needs it once.
+# Nothing here deletes datasets; one dropped by hand is still caught by the write (DatasetNotFound).
+_seen_datasets: set[tuple[str, str]] = set()
+
+
 def dataset_exists(data_dir: str | os.PathLike[str], project: str, dataset: str,
                    timeout: float = READ_LOCK_TIMEOUT) -> bool:
     """Whether BigQuery dataset `project.dataset` exists (read-only; no file is created)."""
     path = database_path(data_dir, project)
+    key = (str(path.resolve()), dataset)
+    if key in _seen_datasets:
+        return True
     if not path.exists():
         return False
     # Read-only, like any reader: it neither waits for nor blocks the queries of other processes.
     con = _with_retry(lambda: duckdb.connect(str(path), read_only=True), timeout, f"warehouse database {path}")
     try:
         catalog = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-        return _dataset_exists(con, catalog, dataset)
+        exists = _dataset_exists(con, catalog, dataset)
     finally:
         con.close()
+    if exists:
+        _seen_datasets.add(key)
+    return exists
 
 
 def _write(con: duckdb.DuckDBPyConnection, catalog: str, ref: TableRef, fields: list[Field], staged: Path | None,
