@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from local_stack.sample_data import synthetic_studies
+from dicom_samples import synthetic_studies
 from tests.helpers import metrics, wait
 
 pytestmark = pytest.mark.integration
@@ -67,7 +67,7 @@ curl -X POST \\
 """
 
 
-def run_seed(command: str, emulator, tmp_path: Path, **values: str) -> dict:  # type: ignore[no-untyped-def]
+def run_seed(command: str, emulator, tmp_path: Path, **values: str) -> dict:
     """Fill the placeholders, point the URL at the emulator, run with bash; return curl's JSON answer."""
     for placeholder, value in sorted(values.items(), key=lambda item: -len(item[0])):
         command = command.replace(placeholder, value)
@@ -80,12 +80,12 @@ def run_seed(command: str, emulator, tmp_path: Path, **values: str) -> dict:  # 
     return json.loads(done.stdout)
 
 
-def store_values(store) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def store_values(store) -> dict[str, str]:
     return {"PROJECT_ID": store.project, "LOCATION": store.location, "REGION": store.location,
             "DATASET_ID": store.dataset, "DICOM_STORE_ID": store.store}
 
 
-def get_operation(healthcare, answer: dict) -> dict:  # type: ignore[no-untyped-def]
+def get_operation(healthcare, answer: dict) -> dict:
     assert "name" in answer, answer
     return wait(healthcare, answer)
 
@@ -106,7 +106,7 @@ def test_seed_import_with_snake_case_storage_class_runs_verbatim(emulator, healt
     assert info["blobStorageInfo"]["storageClass"] == "COLDLINE"
 
 
-def _stored(emulator, store, count: int) -> list:  # type: ignore[no-untyped-def]
+def _stored(emulator, store, count: int) -> list:
     instances = list(synthetic_studies(1, 1, count))
     for instance in instances:
         answer = requests.post(f"{emulator.url}/v1/{store.name}/dicomWeb/studies", data=instance.data, timeout=30,
@@ -141,7 +141,7 @@ def test_seed_single_quoted_export_with_filter_runs_verbatim(emulator, healthcar
                                     f"filters/{first.study_uid}/{first.series_uid}/{first.sop_uid}.dcm"])
 
 
-def post(emulator, path: str, body: str | bytes, method: str = "POST") -> requests.Response:  # type: ignore[no-untyped-def]
+def post(emulator, path: str, body: str | bytes, method: str = "POST") -> requests.Response:
     return requests.request(method, f"{emulator.url}/v1/{path}", data=body, timeout=10,
                             headers={"Content-Type": "application/json"})
 

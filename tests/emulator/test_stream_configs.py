@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import requests
 
+from dicom_samples import synthetic_instance
 from local_bigquery.query import run_query
 from local_bigquery.warehouse import create_dataset
-from local_stack.sample_data import synthetic_instance
 from tests.conftest import PROJECT
 from tests.helpers import run_import, wait
 

@@ -18,7 +18,7 @@ FIELDS = [Field("SOPInstanceUID", STRING), Field("Rows", INTEGER)]
 
 
 @pytest.fixture(autouse=True)
-def dataset(tmp_path):  # type: ignore[no-untyped-def]
+def dataset(tmp_path):
     """REF's dataset: writes create tables, never datasets."""
     create_dataset(tmp_path, REF.project, REF.dataset)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from dicom_samples import synthetic_instance
 from local_stack.pubsub_emulator import launcher_path
-from local_stack.sample_data import synthetic_instance
 from local_stack.stack import UPLOAD_BUCKET, LocalStack
 from tests.local_stack.test_stack import stored, wait_for
 

@@ -12,15 +12,15 @@ import pytest
 import requests
 from googleapiclient.errors import HttpError
 
+from dicom_samples import synthetic_studies
 from local_bigquery.warehouse import dataset_exists
-from local_stack.sample_data import synthetic_studies
 from tests.conftest import PROJECT
-from tests.emulator.test_export_bigquery import export, stow
+from tests.emulator.bigquery_export.helpers import export, stow
 
 pytestmark = pytest.mark.integration
 
 
-def _create_dataset_cli(emulator, name: str, *extra: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+def _create_dataset_cli(emulator, name: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "local_bigquery", "create-dataset", name,
                            "--data-dir", str(emulator.data_dir), *extra], capture_output=True, text=True, timeout=60)
 

@@ -14,7 +14,7 @@ from pydicom.sequence import Sequence
 from local_bigquery.query import run_query
 from local_bigquery.warehouse import create_dataset
 from tests.conftest import PROJECT
-from tests.emulator.test_export_bigquery import export, part10, stow
+from tests.emulator.bigquery_export.helpers import export, part10, stow
 from tests.helpers import run_import
 
 pytestmark = pytest.mark.integration
@@ -48,13 +48,13 @@ EXPECTED = {
 }
 
 
-def _table(emulator) -> str:  # type: ignore[no-untyped-def]
+def _table(emulator) -> str:
     dataset = f"bq_{uuid.uuid4().hex[:10]}"
     create_dataset(emulator.data_dir, PROJECT, dataset)
     return f"{PROJECT}.{dataset}.t"
 
 
-def _check_row(emulator, table: str, sop_uid: str) -> None:  # type: ignore[no-untyped-def]
+def _check_row(emulator, table: str, sop_uid: str) -> None:
     columns = ", ".join(EXPECTED)
     _, rows = run_query(emulator.data_dir, f"SELECT {columns}, ReferencedImageSequence, OtherElements FROM `{table}`"
                                            f" WHERE SOPInstanceUID = '{sop_uid}'")
