@@ -30,6 +30,10 @@ ROLE_HINTS: dict[str, str] = {
                      " roles/bigquery.dataViewer on the queried dataset and roles/storage.objectCreator on the"
                      " output bucket"),
     "filter-validate": "your account needs roles/storage.objectViewer on the filter file's bucket",
+    "dead-letters": "your account needs roles/storage.objectAdmin on the staging bucket (dead-letter/ records)",
+    "dead-letters-requeue": ("your account needs roles/storage.objectAdmin on the staging bucket and on the upload"
+                             " bucket (an import is requeued by rewriting its object), roles/healthcare.dicomViewer"
+                             " on the store (its notification topic) and roles/pubsub.publisher on that topic"),
 }
 
 PERMISSION_DENIED_RPC_CODE = 7  # google.rpc.Code in a finished operation's `error`

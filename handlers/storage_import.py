@@ -20,6 +20,8 @@ def import_dicom_object(cloud_event: CloudEvent) -> str | None:
         return None
     data = cloud_event.data
     name = data.get("name") if isinstance(data, dict) else None
-    subject = {"object": f"gs://{data.get('bucket')}/{name}" if name else None}
+    # The dead-letter record names the object and the generation the event was for (requeue reads them).
+    subject = {"object": f"gs://{data.get('bucket')}/{name}" if name else None,
+               "generation": str(data.get("generation") or "") or None if name else None}
     return policy.run("import", event_id, subject,
                       lambda settings: importer.import_object(settings, events.storage_object(data), event_id))
