@@ -26,8 +26,9 @@ variable "bigquery_dataset_id" {
   default     = "dicom_metadata"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_]{1,1024}$", var.bigquery_dataset_id))
-    error_message = "bigquery_dataset_id may contain only letters, digits and underscores."
+    # RE2 (terraform's regex) refuses repetition counts above 1000: the length is checked apart.
+    condition     = can(regex("^[A-Za-z0-9_]+$", var.bigquery_dataset_id)) && length(var.bigquery_dataset_id) <= 1024
+    error_message = "bigquery_dataset_id may contain only letters, digits and underscores (at most 1024)."
   }
 }
 
@@ -43,8 +44,9 @@ variable "bigquery_table_id" {
   default     = "instances"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_]{1,1024}$", var.bigquery_table_id))
-    error_message = "bigquery_table_id may contain only letters, digits and underscores."
+    # RE2 (terraform's regex) refuses repetition counts above 1000: the length is checked apart.
+    condition     = can(regex("^[A-Za-z0-9_]+$", var.bigquery_table_id)) && length(var.bigquery_table_id) <= 1024
+    error_message = "bigquery_table_id may contain only letters, digits and underscores (at most 1024)."
   }
 }
 
@@ -170,7 +172,7 @@ variable "kms_key_name" {
   # var.bigquery_location when set).
   validation {
     condition = var.kms_key_name == null || try(
-      split("/", var.kms_key_name)[3] == var.region && contains([var.region, null], var.bigquery_location), false
+      split("/", var.kms_key_name)[3] == var.region && (var.bigquery_location == null || var.bigquery_location == var.region), false
     )
     error_message = "kms_key_name must be a key in var.region (and bigquery_location must be null or equal to region when a key is set)."
   }
