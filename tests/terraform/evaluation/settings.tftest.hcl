@@ -34,6 +34,10 @@ run "defaults" {
     error_message = "HEALTHCARE_LOG_VIEW must be the view's full resource name"
   }
   assert {
+    condition     = output.log_view_filter == "resource.type = \"healthcare_dicom_store\""
+    error_message = "the log view must show the Healthcare API's DICOM store entries"
+  }
+  assert {
     condition     = length(output.alerts) == 0
     error_message = "no notification channel must mean no alert policy"
   }
