@@ -12,7 +12,6 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from tests.terraform.hcl import ROOT, TF, parse_files, parsed_configuration
@@ -87,7 +86,8 @@ def simulate(calls: list[dict[str, Any]], grants: list[dict[str, Any]]) -> Simul
         used_custom.update((grants[i]["role"], call["permission"]) for i in covering
                            if grants[i]["role"].startswith("custom:"))
     unused = [g for i, g in enumerate(grants) if i not in used]
-    granted_custom = {(g["role"], p) for g in grants if g["role"].startswith("custom:") for p in permissions_of(g["role"])}
+    granted_custom = {(g["role"], p) for g in grants if g["role"].startswith("custom:")
+                      for p in permissions_of(g["role"])}
     return Simulation(uncovered, unused, sorted(granted_custom - used_custom), len(calls), len(grants))
 
 

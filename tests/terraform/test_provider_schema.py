@@ -80,7 +80,8 @@ def _beta_block_on_the_ga_provider(blocks: dict[str, Any]) -> None:
 
 
 MUTATIONS = {
-    "unknown argument": (_unknown_argument, "google_pubsub_topic.trigger", "unknown argument or block 'message_retention'"),
+    "unknown argument": (_unknown_argument, "google_pubsub_topic.trigger",
+                         "unknown argument or block 'message_retention'"),
     "unknown nested block": (_unknown_nested_block, "google_pubsub_subscription.trigger",
                              "unknown argument or block 'dead_letter'"),
     "unknown argument in a nested block": (_unknown_argument_in_a_nested_block,

@@ -14,13 +14,11 @@ import json
 import re
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import main
-
 from tests.terraform.hcl import ROOT, TF, parsed_configuration
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
