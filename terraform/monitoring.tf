@@ -21,7 +21,7 @@ resource "google_monitoring_alert_policy" "pipeline" {
       aggregations {
         alignment_period     = "300s"
         per_series_aligner   = each.value.aligner
-        cross_series_reducer = "REDUCE_SUM"
+        cross_series_reducer = each.value.reducer
         group_by_fields      = [each.value.group_by]
       }
 
@@ -30,7 +30,7 @@ resource "google_monitoring_alert_policy" "pipeline" {
         content {
           alignment_period     = "300s"
           per_series_aligner   = denominator_aggregations.value
-          cross_series_reducer = "REDUCE_SUM"
+          cross_series_reducer = each.value.reducer
           group_by_fields      = [each.value.group_by]
         }
       }

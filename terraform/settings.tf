@@ -105,6 +105,7 @@ locals {
       filter             = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${t.function}\" AND metric.type = \"pubsub.googleapis.com/subscription/dead_letter_message_count\""
       denominator_filter = null
       aligner            = "ALIGN_DELTA"
+      reducer            = "REDUCE_SUM"
       group_by           = "resource.labels.subscription_id"
       threshold          = 0
       duration           = "0s"
@@ -115,6 +116,7 @@ locals {
       filter             = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${t.function}\" AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\""
       denominator_filter = null
       aligner            = "ALIGN_MAX"
+      reducer            = "REDUCE_MAX"
       group_by           = "resource.labels.subscription_id"
       threshold          = var.alert_oldest_unacked_seconds
       duration           = "300s"
@@ -125,6 +127,7 @@ locals {
       filter             = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = \"${t.function}\" AND metric.type = \"run.googleapis.com/request_count\" AND metric.labels.response_code_class = \"5xx\""
       denominator_filter = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = \"${t.function}\" AND metric.type = \"run.googleapis.com/request_count\""
       aligner            = "ALIGN_DELTA"
+      reducer            = "REDUCE_SUM"
       group_by           = "resource.labels.service_name"
       threshold          = var.alert_error_ratio
       duration           = "300s"
