@@ -345,3 +345,63 @@ def test_checkov_finds_no_failed_checks() -> None:
     skips = re.findall(r"#\s*checkov:skip=(CKV_[A-Z0-9_]+)(.*)", "\n".join(p.read_text() for p in TF.glob("*.tf")))
     assert skipped == {check for check, _ in skips}
     assert all(re.fullmatch(r":\s*\S.{9,}", reason.rstrip()) for _, reason in skips), "every skip needs a reason"
+
+
+# --- The dependency graph terraform would build: no cycle (plan refuses one before creating anything). ---
+
+_REFERENCE = re.compile(r"\b(data\.[a-z0-9_]+\.[a-z0-9_]+|(?:google|time|archive|terraform)_[a-z0-9_]+\.[a-z0-9_]+"
+                        r"|local\.[a-z0-9_]+)")
+
+
+def dependency_graph() -> dict[str, set[str]]:
+    """node → the nodes it refers to (resources, data sources and locals, as terraform's graph has them)."""
+    nodes: dict[str, Any] = {}
+    for kind in ("resource", "data"):
+        for group in _parsed().get(kind, []):
+            for type_, named in group.items():
+                for name, body in named.items():
+                    nodes[f"{'data.' if kind == 'data' else ''}{type_}.{name}"] = body
+    for name, value in locals_().items():
+        nodes[f"local.{name}"] = value
+    graph = {}
+    for node, body in nodes.items():
+        text = json.dumps(body)
+        graph[node] = {ref for ref in _REFERENCE.findall(text) if ref in nodes and ref != node}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = 2
+        path.pop()
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_the_configuration_has_no_dependency_cycle() -> None:
+    graph = dependency_graph()
+    assert len(graph) > 60
+    assert "time_sleep.trigger_grants" in graph["google_pubsub_subscription.trigger"]
+    assert find_cycle(graph) is None
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    graph = dependency_graph()
+    # e.g. the functions waiting for the push grants, which name the functions' services
+    graph["google_cloudfunctions2_function.functions"].add("time_sleep.trigger_grants")
+    cycle = find_cycle(graph)
+    assert cycle and "google_cloud_run_v2_service_iam_member.trigger_invoker" in cycle
