@@ -5,20 +5,20 @@ from __future__ import annotations
 import pytest
 import requests
 
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 from tests.conftest import PROJECT
 from tests.helpers import run_import
 
 pytestmark = pytest.mark.integration
 
 
-def stow(emulator, store, data: bytes) -> None:  # type: ignore[no-untyped-def]
+def stow(emulator, store, data: bytes) -> None:
     response = requests.post(f"{emulator.url}/v1/{store.name}/dicomWeb/studies", data=data,
                              headers={"Content-Type": "application/dicom"}, timeout=30)
     assert response.status_code == 200, response.text
 
 
-def resource_name(store, instance) -> str:  # type: ignore[no-untyped-def]
+def resource_name(store, instance) -> str:
     return (f"{store.name}/dicomWeb/studies/{instance.study_uid}/series/{instance.series_uid}"
             f"/instances/{instance.sop_uid}")
 
@@ -105,7 +105,7 @@ def test_concurrent_publishers_each_get_their_own_outcome(pubsub, topic):
     whose topic is missing gets the error while the others succeed."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from healthcare_emulator.notifications import ChangedInstance, Notifier
+    from healthcare_emulator.jobs.notifications import ChangedInstance, Notifier
 
     topic_path, pull = topic
     notifier = Notifier(pubsub.host)

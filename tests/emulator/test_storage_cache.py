@@ -9,14 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from healthcare_emulator.errors import NotFound
-from healthcare_emulator.storage import Storage
+from healthcare_emulator.store.dicom_store import Storage
 
 DATASET = "projects/p/locations/l/datasets/d"
 STORE = f"{DATASET}/dicomStores/s"
 
 
 @pytest.fixture
-def storage(tmp_path):  # type: ignore[no-untyped-def]
+def storage(tmp_path):
     storage = Storage(tmp_path)
     storage.create_dataset(DATASET, "projects/p/locations/l", {"name": DATASET})
     storage.create_store(STORE, DATASET, {"name": STORE})

@@ -9,12 +9,12 @@ import uuid
 
 import pytest
 
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 
 pytestmark = pytest.mark.integration
 
 
-def _push(app_client, obj: dict, event_type: str = "OBJECT_FINALIZE", payload: str = "JSON_API_V1"):  # type: ignore[no-untyped-def]
+def _push(app_client, obj: dict, event_type: str = "OBJECT_FINALIZE", payload: str = "JSON_API_V1"):
     attributes = {"eventType": event_type, "payloadFormat": payload, "bucketId": obj["bucket"],
                   "objectId": obj["name"], "objectGeneration": str(obj.get("generation", "1"))}
     body = {"message": {"data": base64.b64encode(json.dumps(obj).encode()).decode(), "attributes": attributes,
@@ -23,7 +23,7 @@ def _push(app_client, obj: dict, event_type: str = "OBJECT_FINALIZE", payload: s
     return app_client("import_dicom_object").post("/", json=body)
 
 
-def _uploaded(pipeline, name: str) -> dict:  # type: ignore[no-untyped-def]
+def _uploaded(pipeline, name: str) -> dict:
     blob = pipeline.source.blob(name)
     blob.upload_from_string(synthetic_instance().data, content_type="application/dicom")
     blob.reload()

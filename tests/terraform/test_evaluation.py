@@ -199,7 +199,7 @@ def test_archive_serves_both_functions_from_requirements_alone(archived_source, 
     import pydicom
     from pydicom.data import get_testdata_file
 
-    from local_stack.warehouse_query import run_query
+    from local_bigquery.query import run_query
 
     venv = _clean_venv()
     store = new_store()
