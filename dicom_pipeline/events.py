@@ -72,14 +72,17 @@ def finalized_object(event_type: str, data: Any, event_id: str) -> StorageObject
     return storage_object(data)
 
 
-def object_path(data: Any) -> str | None:
-    """gs://bucket/name of either event shape, for logs and dead-letter records (no object content)."""
+def object_subject(data: Any) -> dict[str, str | None]:
+    """{"object": gs://bucket/name, "generation"} of either event shape, for logs and dead-letter records (no
+    object content); None values when the event does not name an object."""
     attributes = _notification_attributes(data)
     if attributes.get("bucketId") and attributes.get("objectId"):
-        return f"gs://{attributes['bucketId']}/{attributes['objectId']}"
+        return {"object": f"gs://{attributes['bucketId']}/{attributes['objectId']}",
+                "generation": str(attributes.get("objectGeneration") or "") or None}
     if isinstance(data, dict) and data.get("name"):
-        return f"gs://{data.get('bucket')}/{data['name']}"
-    return None
+        return {"object": f"gs://{data.get('bucket')}/{data['name']}",
+                "generation": str(data.get("generation") or "") or None}
+    return {"object": None, "generation": None}
 
 
 def pubsub_message(data: Any, event_id: str) -> PubSubMessage:

@@ -25,6 +25,7 @@ def import_dicom_object(cloud_event: CloudEvent) -> str | None:
         logs.configure()
         logs.log(logging.INFO, f"import: ignored event type {event_type}", event_id=event_id)
         return None
-    subject = {"object": events.object_path(data)}
+    # The dead-letter record names the object and the generation the event was for (requeue reads them).
+    subject = events.object_subject(data)
     return policy.run("import", event_id, subject, lambda settings: importer.import_object(
         settings, events.finalized_object(event_type, data, event_id), event_id))

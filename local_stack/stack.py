@@ -309,6 +309,7 @@ class LocalStack:
         """The functions' settings (README, 'Environment variables'), pointed at the emulators."""
         return {"DICOM_STORE": self.names.store_name, "STAGING_BUCKET": STAGING_BUCKET,
                 "BIGQUERY_TABLE": self.names.table, "HEALTHCARE_API_ENDPOINT": self.healthcare.url,
+                "LOGGING_API_ENDPOINT": self.healthcare.url,  # the emulator serves the operations' log entries
                 "STORAGE_EMULATOR_HOST": self.gcs.url, "GOOGLE_CLOUD_PROJECT": self.names.project,
                 "OPERATION_WAIT_SECONDS": str(self.operation_wait_seconds)}
 

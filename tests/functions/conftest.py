@@ -80,6 +80,7 @@ def pipeline(emulator, fake_gcs, new_store, new_bucket, monkeypatch) -> Pipeline
     monkeypatch.setenv("STAGING_BUCKET", staging.name)
     monkeypatch.setenv("BIGQUERY_TABLE", table)
     monkeypatch.setenv("HEALTHCARE_API_ENDPOINT", emulator.url)
+    monkeypatch.setenv("LOGGING_API_ENDPOINT", emulator.url)  # the emulator serves Cloud Logging too
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs.url)
     monkeypatch.setenv("OPERATION_WAIT_SECONDS", "60")
     return Pipeline(store, source, staging, table, emulator.data_dir)

@@ -164,19 +164,23 @@ def terraform_mismatches(resources: dict[str, dict[str, Any]] | None = None,
 
 # --- Table ↔ code. ---
 
-API_CALLS = ("_call", "_upload", "_execute")
+API_CALLS = ("_call", "_upload", "_execute")  # the API modules' own request helpers
+API_MODULES = ("dicom_pipeline/cloud_storage.py", "dicom_pipeline/healthcare.py", "dicom_pipeline/operation_logs.py")
 
 
 def code_functions_calling_apis() -> set[str]:
-    """FILE:FUNCTION of each public function in the API modules that calls an API itself."""
+    """FILE:FUNCTION of each function in the API modules that sends a request itself: it calls one of the
+    request helpers, or a google-api-python-client request's execute()."""
     found = set()
-    for module in ("dicom_pipeline/cloud_storage.py", "dicom_pipeline/healthcare.py"):
+    for module in API_MODULES:
         tree = ast.parse((ROOT / module).read_text())
         for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
-                names = {n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-                if names & set(API_CALLS):
-                    found.add(f"{module}:{node.name}")
+            if not isinstance(node, ast.FunctionDef) or node.name in API_CALLS:
+                continue
+            calls = [n.func for n in ast.walk(node) if isinstance(n, ast.Call)]
+            if any(isinstance(f, ast.Name) and f.id in API_CALLS for f in calls) or \
+                    any(isinstance(f, ast.Attribute) and f.attr == "execute" for f in calls):
+                found.add(f"{module}:{node.name}")
     return found
 
 

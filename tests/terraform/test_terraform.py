@@ -181,15 +181,11 @@ def _environment(function: str) -> dict[str, str]:
     return {**locals_()["common_environment"], **own}
 
 
-# Read by issue 16's code (dead letters: the Healthcare API's failure entries, through this log view).
-CONTRACT_SETTINGS = {"HEALTHCARE_LOG_VIEW"}
-
-
 @pytest.mark.parametrize("function", ["import", "export"])
 def test_environment_names_are_the_settings_the_code_reads(function: str) -> None:
     names, required = settings_read_by_code()
     env = _environment(function)
-    assert set(env) <= names | CONTRACT_SETTINGS, f"not read by dicom_pipeline/config.py: {set(env) - names}"
+    assert set(env) <= names, f"not read by dicom_pipeline/config.py: {set(env) - names}"
     assert required <= set(env)
     assert env["DICOM_STORE"] == "${google_healthcare_dicom_store.store.id}"
     assert env["STAGING_BUCKET"] == '${google_storage_bucket.buckets["staging"].name}'

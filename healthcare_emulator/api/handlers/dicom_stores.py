@@ -168,7 +168,7 @@ def import_(app: Emulator, request: Request, **params: str) -> Response:
     storage_class = _storage_class(body)
     job = app.ingest.import_job(str(name), store_id, pattern, storage_class)
     op = app.engine.start(name.dataset_name, _IMPORT_METHOD.format(version=request.version), job,
-                          request.version, _IMPORT_RESPONSE.format(version=request.version))
+                          request.version, _IMPORT_RESPONSE.format(version=request.version), store=str(name))
     return json_response(op)
 
 
@@ -193,7 +193,7 @@ def export(app: Emulator, request: Request, **params: str) -> Response:
         job = gcs_export.export_job(app.storage, app.gcs, name, store_id, gcs_destination, filter_uri)
         method, response_type = _EXPORT_METHOD, _EXPORT_RESPONSE
     op = app.engine.start(name.dataset_name, method.format(version=request.version), job, request.version,
-                          response_type.format(version=request.version))
+                          response_type.format(version=request.version), store=str(name))
     return json_response(op)
 
 
