@@ -200,11 +200,14 @@ def test_archive_serves_both_functions_from_requirements_alone(archived_source, 
     from pydicom.data import get_testdata_file
 
     from local_bigquery.query import run_query
+    from local_bigquery.warehouse import create_dataset
 
     venv = _clean_venv()
     store = new_store()
     landing, staging = new_bucket(), new_bucket()
-    table = f"bq://test-project.archive_{uuid.uuid4().hex[:8]}.instances"
+    dataset_id = f"archive_{uuid.uuid4().hex[:8]}"
+    create_dataset(emulator.data_dir, "test-project", dataset_id)  # as Terraform does: exports never create it
+    table = f"bq://test-project.{dataset_id}.instances"
     env = {"DICOM_STORE": store.name, "STAGING_BUCKET": staging.name, "BIGQUERY_TABLE": table,
            "HEALTHCARE_API_ENDPOINT": emulator.url, "STORAGE_EMULATOR_HOST": fake_gcs.url,
            "GOOGLE_CLOUD_PROJECT": "test-project", "OPERATION_WAIT_SECONDS": "60"}
