@@ -287,6 +287,15 @@ def _print_state(state: dict[str, Any]) -> None:
           " google-cloud-pubsub, dicomweb-client via DICOMWEB_URL, dicom-pipeline):")
     for key, value in state["env"].items():
         print(f"  export {key}={value}")
+    healthcare = state["endpoints"]["healthcare-emulator"]
+    print("\nthe seed documents' commands run unchanged with those variables, but for these:\n"
+          "  gcloud healthcare …, gcloud storage …  CLOUDSDK_API_ENDPOINT_OVERRIDES_* and"
+          " CLOUDSDK_AUTH_DISABLE_CREDENTIALS\n"
+          "  gsutil cp …                           BOTO_CONFIG (fake-gcs-server over https) and"
+          " CLOUDSDK_PASS_CREDENTIALS_TO_GSUTIL=false\n"
+          f"  curl …                                {healthcare}/v1/… in place of https://healthcare.googleapis.com/v1/…\n"
+          "  bq mk --dataset P:D                   python -m local_bigquery create-dataset P:D (exports never create"
+          " datasets)")
 
 
 def _read_state(run_dir: Path) -> dict[str, Any] | None:

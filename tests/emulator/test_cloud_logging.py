@@ -8,6 +8,7 @@ from googleapiclient.errors import HttpError
 
 from dicom_pipeline.operation_logs import log_filter
 from dicom_samples import synthetic_studies
+from local_bigquery.warehouse import create_dataset
 from tests.helpers import wait
 
 pytestmark = pytest.mark.integration
@@ -98,13 +99,14 @@ def test_filter_by_source_paging_order_and_log_views(logging_api, failed_import)
     assert len(either) == 3
 
 
-def test_an_operation_level_failure_is_logged_too(healthcare, logging_api, new_store, new_bucket) -> None:
+def test_an_operation_level_failure_is_logged_too(emulator, healthcare, logging_api, new_store, new_bucket) -> None:
     store, bucket = new_store(), new_bucket()
     bucket.blob("x.dcm").upload_from_string(next(synthetic_studies(1, 1, 1)).data)
     stores = healthcare.projects().locations().datasets().dicomStores()
     wait(healthcare, stores.import_(name=store.name, body={"gcsSource": {"uri": f"gs://{bucket.name}/x.dcm"}})
          .execute())
     table = f"bq://{store.name.split('/')[1]}.logs_{bucket.name[-8:].replace('-', '_')}.t"
+    create_dataset(emulator.data_dir, store.name.split("/")[1], f"logs_{bucket.name[-8:].replace('-', '_')}")
     export = {"bigqueryDestination": {"tableUri": table, "writeDisposition": "WRITE_EMPTY"}}
     assert "error" not in wait(healthcare, stores.export(name=store.name, body=export).execute())
 

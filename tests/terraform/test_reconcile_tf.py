@@ -9,9 +9,7 @@ def test_the_schedule_publishes_a_reconcile_request_to_the_export_trigger_topic(
     job = resource("google_cloud_scheduler_job", "reconcile")
     (target,) = job["pubsub_target"]
     # The export trigger's topic: the message goes through the export function, its retries and dead letters.
-    assert target["topic_name"] == "${google_pubsub_topic.notifications.id}"
-    assert resource("google_cloudfunctions2_function", "export")["event_trigger"][0]["pubsub_topic"] == \
-        "${google_pubsub_topic.notifications.id}"
+    assert target["topic_name"] == '${google_pubsub_topic.trigger["export"].id}'
     assert target["data"] == "${base64encode(jsonencode({reconcile = true}))}"
     assert resource("google_project_service", "scheduler")["service"] == "cloudscheduler.googleapis.com"
 
@@ -22,3 +20,5 @@ def test_the_export_function_may_query_the_dataset_and_nothing_more() -> None:
     reader = resource("google_bigquery_dataset_iam_member", "export_function_reader")
     assert (reader["role"], reader["member"]) == ("roles/bigquery.dataViewer", "${local.export_function}")
     assert reader["dataset_id"] == "${google_bigquery_dataset.dicom.dataset_id}"
+    operations = resource("google_healthcare_dataset_iam_member", "export_function_reconcile")
+    assert (operations["role"], operations["member"]) == ("roles/healthcare.datasetViewer", "${local.export_function}")
