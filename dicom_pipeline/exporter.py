@@ -177,6 +177,9 @@ def export_message(settings: Settings, message: PubSubMessage, event_id: str) ->
     raise TransientError("another invocation took over the stale export claim; retry")
 
 
+RECONCILER = "reconcile"  # the message id in the reconciler's claims
+
+
 def instance_claim(filter_line: str) -> str:
     """A stored instance's claim: every notification of it and the reconciler claim the same object, so
     whichever comes first exports it and the others follow that export."""
@@ -417,7 +420,9 @@ def _restored_since(record_name: str, claim: dict[str, Any], batch: dict[str, An
     stored again since (deleted, then stored with other bytes under the same UIDs), and this version needs a
     row of its own (the dedup view keeps the newest). Every duplicate notification of one store is published
     when the instance is stored, before its export can finish."""
-    if not is_instance_claim(record_name) or message.message_id == claim.get("message_id"):
+    if not is_instance_claim(record_name) or claim.get("message_id") in (message.message_id, RECONCILER):
+        # The reconciler exported what was stored when it ran; a notification published later may be one whose
+        # publish was retried (e.g. across a Pub/Sub restart), not a new version: no second row.
         return False
     try:
         published = datetime.fromisoformat(str(message.publish_time).replace("Z", "+00:00"))

@@ -168,7 +168,7 @@ def _export(settings: Settings, store: DicomStoreName, table: BigQueryTableUri, 
     lines = fresh + list(takeovers)
     step = settings.export_batch_max
     for start in range(0, len(lines), step):
-        items = [exporter.claim_item(line, "reconcile") for line in lines[start:start + step]]
+        items = [exporter.claim_item(line, exporter.RECONCILER) for line in lines[start:start + step]]
         try:
             exported, operation = exporter.export_claimed(settings, store, table, items)
         except PipelineError as exc:  # unknown or failed: the next pass sees it through the claims
