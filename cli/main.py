@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dicom_pipeline.errors import PipelineError, http_status
 
-from . import filters, operations, query, stack, store_ops
+from . import console, filters, operations, query, stack, store_ops
 from .common import FAILED, USAGE, UsageError
 from .permissions import is_permission_denied, permission_message
 
@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--run-dir", type=Path, default=Path(".local-stack"),
                     help="state, logs and data of the background stack (default .local-stack)")
     ls.set_defaults(func=stack.cmd_local_stack, iam="local-stack")
+    console.add_parser(sub, common)
     return parser
 
 
