@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import hmac
 import io
+import json
 import logging
+import re
 import secrets
 import time
 from pathlib import Path
@@ -43,6 +45,7 @@ HERE = Path(__file__).parent
 PAGE_SIZE = 25
 THUMBNAIL_VIEWPORT = "128,128"
 log = logging.getLogger("console")
+_STORE_URL = re.compile(r"/datasets/[A-Za-z0-9_.\-]+/stores/[A-Za-z0-9_.\-]+")
 
 _PLACEHOLDER = """<svg xmlns="http://www.w3.org/2000/svg" width="128" height="128" viewBox="0 0 128 128">
 <rect width="128" height="128" rx="6" fill="#e8ecf1"/><path d="M40 84l18-22 14 16 10-12 16 18z" fill="#b8c2cf"/>
@@ -55,7 +58,8 @@ def create_app(settings: Settings, page_size: int = PAGE_SIZE) -> Starlette:
     csrf_token = secrets.token_urlsafe(32)
     environment = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
     environment.filters.update(dicom_value=dicom_json.value, person=dicom_json.display_name,
-                               date=dicom_json.display_date, urlquote=lambda v: quote(str(v), safe=""))
+                               date=dicom_json.display_date, urlquote=lambda v: quote(str(v), safe=""),
+                               cell=_cell)
     templates = Jinja2Templates(env=environment)
     started: dict[str, dict[str, str]] = {}  # operation name → what the console started it for (links when done)
 
@@ -200,7 +204,8 @@ def create_app(settings: Settings, page_size: int = PAGE_SIZE) -> Starlette:
                 operation = console.start_export_bigquery(
                     store_name(request), values.get("table", ""), values.get("write_disposition", ""),
                     values.get("overwrite") == "on", values.get("filter_uri", ""))
-                started[operation["name"]] = {"kind": "export-bq", "table": values.get("table", "")}
+                started[operation["name"]] = {"kind": "export-bq", "table": values.get("table", ""),
+                                              "store": store_url(request)}
         except ConsoleError as exc:
             return export_form(request, values, str(exc), 400)
         return RedirectResponse(_operation_url(operation["name"]), 303)
@@ -249,18 +254,21 @@ def create_app(settings: Settings, page_size: int = PAGE_SIZE) -> Starlette:
                 columns, rows = console.query(sql)
             except ConsoleError as exc:
                 error = str(exc)
-        store = settings.store.split("/") if settings.store else None
+        # The store whose pages DICOMweb paths in the results link to: the one the query came from, else the pipeline's.
+        store = request.query_params.get("store", "")
+        if not _STORE_URL.fullmatch(store):
+            parts = settings.store.split("/") if settings.store else None
+            store = f"/datasets/{parts[5]}/stores/{parts[7]}" if parts else ""
         return page(request, "query.html", status=400 if error else 200, sql=sql or next(iter(examples.values())),
                     ran=bool(sql), examples=examples, columns=columns, rows=rows, error=error,
-                    csv_url="/query.csv?" + urlencode({"sql": sql}),
-                    store=f"/datasets/{store[5]}/stores/{store[7]}" if store else "")
+                    csv_url="/query.csv?" + urlencode({"sql": sql}), store=store)
 
     def query_csv(request: Request) -> Response:
         columns, rows = console.query(request.query_params.get("sql", ""))
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(columns)
-        writer.writerows(["" if v is None else v for v in row] for row in rows)
+        writer.writerows([_cell(v) for v in row] for row in rows)
         return Response(out.getvalue(), media_type="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="query.csv"'})
 
@@ -335,7 +343,7 @@ class CsrfRefused(Exception):
 
 
 _SECURITY_HEADERS = {
-    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline';"
                                " script-src 'self'",
 }
@@ -354,6 +362,15 @@ def _csrf_refusal(request: Request, sent: str, token: str) -> str:
 def _route_name(request: Request) -> str:
     endpoint = request.scope.get("endpoint")
     return getattr(endpoint, "__name__", "?")
+def _cell(value: Any) -> str:
+    """A query result value as text: RECORD and REPEATED columns as JSON, NULL as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)
+
+
 def _escape(text: str) -> str:
     from markupsafe import escape
 

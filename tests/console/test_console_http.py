@@ -1,0 +1,151 @@
+"""The console over plain HTTP (a real server, the real emulators): CSRF, escaping, paging, one-line errors."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from local_stack.sample_data import synthetic_instance
+from tests.conftest import LOCATION, PROJECT
+
+from .conftest import PAGE_SIZE, stow
+
+pytestmark = pytest.mark.integration
+
+
+def _token(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "the page carries no CSRF token"
+    return match[1]
+
+
+def _dataset_ids(healthcare) -> set[str]:  # type: ignore[no-untyped-def]
+    listed = healthcare.projects().locations().datasets().list(
+        parent=f"projects/{PROJECT}/locations/{LOCATION}").execute()
+    return {d["name"].rsplit("/", 1)[-1] for d in listed.get("datasets", [])}
+
+
+def test_state_changes_need_the_pages_token_and_origin(console, healthcare) -> None:  # type: ignore[no-untyped-def]
+    token = _token(requests.get(f"{console.url}/datasets", timeout=30).text)
+
+    forged = requests.post(f"{console.url}/datasets", data={"dataset_id": "forged-no-token"}, timeout=30,
+                           allow_redirects=False)
+    assert forged.status_code == 403
+    assert "security token" in forged.text
+    cross_site = requests.post(f"{console.url}/datasets", data={"dataset_id": "forged-cross-site", "csrf": token},
+                               headers={"Origin": "https://evil.example"}, timeout=30, allow_redirects=False)
+    assert cross_site.status_code == 403
+    assert "another site" in cross_site.text
+    wrong = requests.post(f"{console.url}/datasets", data={"dataset_id": "forged-wrong", "csrf": token[::-1]},
+                          timeout=30, allow_redirects=False)
+    assert wrong.status_code == 403
+    assert not {"forged-no-token", "forged-cross-site", "forged-wrong"} & _dataset_ids(healthcare)
+
+    made = requests.post(f"{console.url}/datasets", data={"dataset_id": "made-here", "csrf": token},
+                         headers={"Origin": console.url}, timeout=30, allow_redirects=False)
+    assert made.status_code == 303
+    assert "made-here" in _dataset_ids(healthcare)
+
+
+def test_dicom_values_are_escaped(console, emulator, new_store) -> None:  # type: ignore[no-untyped-def]
+    store = new_store()
+    name = '<script>alert("pn")</script>^<img src=x onerror=alert(1)>'
+    instance = synthetic_instance(patient_name=name, patient_id="<b>XSS-1</b>")
+    stow(emulator.url, store.name, instance.data)
+    base = f"{console.url}/datasets/{store.dataset}/stores/{store.store}"
+    pages = [requests.get(base, timeout=30).text,
+             requests.get(f"{base}/studies/{instance.study_uid}/series/{instance.series_uid}/instances/"
+                          f"{instance.sop_uid}", timeout=30).text]
+    for html in pages:
+        assert "&lt;script&gt;alert(&#34;pn&#34;)&lt;/script&gt;" in html
+        assert "<script>alert" not in html and "<img src=x" not in html and "<b>XSS-1</b>" not in html
+
+
+def test_a_store_pages_through_its_studies(console, emulator, new_store) -> None:  # type: ignore[no-untyped-def]
+    store = new_store()
+    uids = set()
+    for i in range(2 * PAGE_SIZE + 3):
+        instance = synthetic_instance(patient_id=f"PAGE-{i:03d}", rows=8, columns=8)
+        stow(emulator.url, store.name, instance.data)
+        uids.add(instance.study_uid)
+    base = f"{console.url}/datasets/{store.dataset}/stores/{store.store}"
+    seen: list[str] = []
+    url: str | None = base
+    pages = 0
+    while url:
+        html = requests.get(url, timeout=30).text
+        on_page = re.findall(r'href="[^"]*/studies/([0-9.]+)"', html)
+        assert len(on_page) == (PAGE_SIZE if pages < 2 else 3)
+        seen += on_page
+        pages += 1
+        following = re.search(r'href="(\?[^"]*offset=\d+)" id="next-page"', html)
+        url = base + following[1].replace("&amp;", "&") if following else None
+    assert pages == 3
+    assert sorted(seen) == sorted(uids)
+
+    search = requests.get(base, params={"patient_id": "PAGE-007"}, timeout=30).text
+    assert len(re.findall(r'href="[^"]*/studies/([0-9.]+)"', search)) == 1
+
+
+def test_errors_are_one_readable_line(console) -> None:  # type: ignore[no-untyped-def]
+    page = requests.get(f"{console.url}/datasets", timeout=30).text
+    token = _token(page)
+    bad_source = requests.post(f"{console.url}/datasets/nope/stores/nope/import",
+                               data={"uri": "http://not-gcs/x.dcm", "csrf": token}, timeout=30)
+    assert bad_source.status_code == 400
+    assert "expected gs://BUCKET/OBJECT" in bad_source.text
+    missing = requests.get(f"{console.url}/datasets/no-such-dataset/stores/no-such-store", timeout=30)
+    assert missing.status_code == 400
+    error = re.search(r'<p class="error" role="alert">(.*?)</p>', missing.text, re.S)
+    assert error and "HTTP 404" in error[1] and "\n" not in error[1].strip()
+    assert "Traceback" not in missing.text
+    bad_sql = requests.get(f"{console.url}/query", params={"sql": "SELEC nonsense"}, timeout=30)
+    assert bad_sql.status_code == 400 and "the query failed" in bad_sql.text and "Traceback" not in bad_sql.text
+
+
+def test_thumbnail_is_the_stores_rendering_or_a_placeholder(console, emulator, new_store) -> None:  # type: ignore[no-untyped-def]
+    store = new_store()
+    instance = synthetic_instance(rows=32, columns=32)
+    stow(emulator.url, store.name, instance.data)
+    rendered = requests.get(f"{emulator.url}/v1/{store.name}/dicomWeb/studies/{instance.study_uid}/series/"
+                            f"{instance.series_uid}/instances/{instance.sop_uid}/rendered",
+                            headers={"Accept": "image/jpeg"}, timeout=30)
+    thumbnail = requests.get(f"{console.url}/datasets/{store.dataset}/stores/{store.store}/studies/"
+                             f"{instance.study_uid}/thumbnail", timeout=30)
+    assert thumbnail.status_code == 200
+    if rendered.status_code == 200:
+        assert thumbnail.headers["Content-Type"] in ("image/jpeg", "image/png")
+        assert thumbnail.content[:3] == b"\xff\xd8\xff" or thumbnail.content[:8] == b"\x89PNG\r\n\x1a\n"
+    else:  # the store refuses: the console says so with a placeholder image and the store's reason
+        assert thumbnail.headers["Content-Type"] == "image/svg+xml"
+        assert thumbnail.headers["X-Thumbnail"] == "placeholder"
+        assert f"HTTP {rendered.status_code}" in thumbnail.headers["X-Thumbnail-Reason"]
+
+
+def test_the_cli_serves_the_console(emulator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from console.server import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "cli", "--endpoint", emulator.url, "console", "--project",
+                                PROJECT, "--port", str(port), "--run-dir", str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = requests.get(f"http://127.0.0.1:{port}/datasets", timeout=5)
+                break
+            except requests.ConnectionError:
+                assert process.poll() is None and time.monotonic() < deadline, "the console did not start"
+                time.sleep(0.2)
+        assert response.status_code == 200
+        assert "Datasets" in response.text and "local stack" in response.text
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=20)[0]
+    assert f"http://127.0.0.1:{port}/" in output
