@@ -37,7 +37,8 @@ def cmd_console(args: argparse.Namespace) -> int:
                          " make setup)") from exc
     settings = resolve(endpoint=args.endpoint, project=args.project, location=args.location,
                        warehouse_dir=args.data_dir, staging_bucket=args.staging_bucket, run_dir=args.run_dir)
-    where = f"the local stack at {settings.endpoint}" if settings.is_local else f"Google Cloud project {settings.project}"
+    where = (f"the local stack at {settings.endpoint}" if settings.is_local
+             else f"Google Cloud project {settings.project}")
     print(f"console for {where}: http://{args.host}:{args.port}/  (Ctrl-C stops it)", flush=True)
     serve(settings, args.host, args.port)
     return OK

@@ -14,4 +14,7 @@ def cmd_local_stack(args: argparse.Namespace) -> int:
         raise UsageError(f"the local stack needs {exc.name}: {LOCAL_EXTRA_FIX}") from exc
 
     # `up` prints the endpoints and the export lines, HEALTHCARE_EMULATOR_DATA_DIR for `query` included.
-    return local_stack_main([args.action, "--run-dir", str(args.run_dir)])
+    status = local_stack_main([args.action, "--run-dir", str(args.run_dir)])
+    if args.action == "up" and status == 0:
+        print(f"\nweb console: dicom-pipeline console --run-dir {args.run_dir}   (then open http://127.0.0.1:8088/)")
+    return status

@@ -144,20 +144,15 @@ def create_app(settings: Settings, page_size: int = PAGE_SIZE) -> Starlette:
         """A thumbnail or frame from the store's rendered endpoint; a placeholder image when the store refuses."""
         p = request.path_params
         store = store_name(request)
-        study, series_uid, instance_uid = p["study"], p.get("series"), p.get("instance")
-        if not instance_uid:  # a study's or series' thumbnail: its first instance
-            path_found = (console.series(store, study, limit=1) if not series_uid else None)
-            if path_found is not None:
-                if not path_found.items:
-                    return _placeholder("the study has no series")
-                series_uid = dicom_json.value(path_found.items[0], "SeriesInstanceUID")
-            first = console.instances(store, study, series_uid or "", limit=1)
-            if not first.items:
-                return _placeholder("the series has no instances")
-            instance_uid = dicom_json.value(first.items[0], "SOPInstanceUID")
+        if "instance" in p:
+            target: tuple[str, str] | None = (p["series"], p["instance"])
+        else:  # a study's or a series' thumbnail: its first instance's
+            target = console.first_instance(store, p["study"], p.get("series"))
+        if target is None:
+            return _placeholder("no instances")
         frame = _int(request.query_params.get("frame"), 0) or None
         viewport = request.query_params.get("viewport") or (None if frame else THUMBNAIL_VIEWPORT)
-        image = console.rendered(store, study, series_uid or "", instance_uid, frame, viewport)
+        image = console.rendered(store, p["study"], *target, frame, viewport)
         if image.refused:
             return _placeholder(image.refused)
         return Response(image.content, media_type=image.content_type,
@@ -240,6 +235,12 @@ def create_app(settings: Settings, page_size: int = PAGE_SIZE) -> Starlette:
         prefix = request.query_params.get("prefix", "")
         return page(request, "objects.html", prefix=prefix, objects=console.objects(prefix) if prefix else [])
 
+    def object_image(request: Request) -> Response:
+        image = console.image_object(request.query_params.get("uri", ""))
+        if image.refused:
+            return _placeholder(image.refused)
+        return Response(image.content, media_type=image.content_type, headers={"Cache-Control": "private, max-age=300"})
+
     def dead_letters(request: Request) -> Response:
         return page(request, "dead_letters.html", letters=console.dead_letters())
 
@@ -306,7 +307,7 @@ def create_app(settings: Settings, page_size: int = PAGE_SIZE) -> Starlette:
               rendered),
         Route("/datasets/{dataset}/operations/{operation}", operation),
         Route("/datasets/{dataset}/operations/{operation}/progress", operation_progress),
-        Route("/operations", operations), Route("/objects", objects), Route("/dead-letters", dead_letters),
+        Route("/operations", operations), Route("/objects", objects), Route("/objects/image", object_image), Route("/dead-letters", dead_letters),
         Route("/query", query), Route("/query.csv", query_csv),
         Route("/pipeline", pipeline), Route("/pipeline/rate", pipeline_rate),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
@@ -328,6 +329,8 @@ def create_app(settings: Settings, page_size: int = PAGE_SIZE) -> Starlette:
         started_at = time.perf_counter()
         response: Response = await call_next(request)
         response.headers.update(_SECURITY_HEADERS)
+        # Server-Timing: the browser's network panel and bench/console_pages.py read the server's share from it.
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started_at) * 1000:.1f}"
         log.info("%s %s %d %.0f ms", request.method, _route_name(request), response.status_code,
                  (time.perf_counter() - started_at) * 1000)
         return response

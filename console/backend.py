@@ -7,6 +7,7 @@ The same code runs against Google Cloud (default credentials) and the local stac
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import threading
 import time
@@ -20,6 +21,7 @@ from dicom_pipeline import healthcare
 from dicom_pipeline.errors import PipelineError, http_status
 from dicom_pipeline.names import BigQueryTableUri, DicomStoreName, GcsUri
 
+from . import dicom_json
 from .settings import Settings
 
 _TIMEOUT = 30
@@ -47,6 +49,16 @@ TRANSFER_SYNTAXES = {
     "1.2.840.10008.1.2.4.203": "HTJ2K",
     "1.2.840.10008.1.2.5": "RLE Lossless",
     "1.2.840.10008.1.2.8.1": "Deflated Image Frame",
+}
+# The seed's two BigQuery examples, with TABLE for the pipeline's table (a PatientID of this store's data).
+EXAMPLE_QUERIES = {
+    "DICOMweb paths of a patient's instances":
+        "SELECT CONCAT('/dicomWeb/studies/', StudyInstanceUID, '/series/', SeriesInstanceUID, '/instances/',"
+        " SOPInstanceUID) AS DICOMwebPath\nFROM TABLE\nWHERE PatientID = (SELECT MIN(PatientID) FROM TABLE)",
+    "The latest studies":
+        "SELECT MIN(CONCAT(StudyDate, ' ', StudyTime)) AS StudyDateTime, MIN(PatientID) AS PatientID,\n"
+        "  StudyInstanceUID, COUNT(*) AS InstanceCount\nFROM TABLE AS dicom\nGROUP BY StudyInstanceUID\n"
+        "ORDER BY StudyDateTime DESC\nLIMIT 10",
 }
 EXPORT_FILE_TYPES = {
     "dcm": "DICOM (.dcm)",
@@ -89,7 +101,7 @@ def export_mime_type(file_type: str, transfer_syntax: str) -> str:
         return f"application/octet-stream; transfer-syntax={transfer_syntax}"
     if file_type == "dcm":
         if transfer_syntax not in TRANSFER_SYNTAXES:
-            raise ConsoleError(f"transfer syntax {transfer_syntax!r} is not one the API exports; pick one from the list")
+            raise ConsoleError(f"transfer syntax {transfer_syntax!r} is not one the API exports; pick one of the list")
         return f"application/dicom; transfer-syntax={transfer_syntax}"
     raise ConsoleError(f"file type {file_type!r} is not one of {', '.join(EXPORT_FILE_TYPES)}")
 
@@ -216,6 +228,16 @@ class Console:
         params = {"includefield": "NumberOfFrames,Rows,Columns"}
         return self._qido(store, f"studies/{study}/series/{series}/instances", params, offset, limit)
 
+    def first_instance(self, store: str, study: str, series: str | None = None) -> tuple[str, str] | None:
+        """(series, instance) of a study's or series' first instance, by two one-result searches at most."""
+        if series is None:
+            found = self.series(store, study, limit=1).items
+            if not found:
+                return None
+            series = dicom_json.value(found[0], "SeriesInstanceUID")
+        instances = self.instances(store, study, series, limit=1).items
+        return (series, dicom_json.value(instances[0], "SOPInstanceUID")) if instances else None
+
     def instance_metadata(self, store: str, study: str, series: str, instance: str) -> dict[str, Any]:
         path = f"{store}/dicomWeb/studies/{study}/series/{series}/instances/{instance}/metadata"
         response = self._request("GET", path, "retrieve metadata", headers={"Accept": "application/dicom+json"})
@@ -246,7 +268,8 @@ class Console:
         try:
             source = GcsUri.from_string(uri.strip())
         except ValueError as exc:
-            raise ConsoleError(f"source {uri.strip()!r}: {exc} (wildcards *, ** and ? allowed in the object part)")
+            raise ConsoleError(f"source {uri.strip()!r}: {exc} (wildcards *, ** and ? allowed after the bucket)") \
+                from exc
         if storage_class and storage_class not in STORAGE_CLASSES:
             raise ConsoleError(f"storage class {storage_class!r} is not one of {', '.join(STORAGE_CLASSES)}")
         return self._core("dicomStores.import", healthcare.import_dicom, self.settings.endpoint, store_name, source,
@@ -348,6 +371,21 @@ class Console:
         except Exception as exc:
             raise ConsoleError(f"list gs://{bucket}/{prefix}: {_storage_message(exc)}") from exc
 
+    def image_object(self, uri: str, max_bytes: int = 20 * 2**20) -> Rendered:
+        """An exported PNG or JPEG object's bytes (the store's rendering, kept in Cloud Storage), else why not."""
+        if not uri.startswith("gs://") or "/" not in uri[5:]:
+            raise ConsoleError(f"{uri!r}: expected gs://BUCKET/OBJECT")
+        bucket, name = uri[5:].split("/", 1)
+        try:
+            blob = self._storage_client().bucket(bucket).get_blob(name)
+        except Exception as exc:
+            raise ConsoleError(f"get {uri}: {_storage_message(exc)}") from exc
+        if blob is None:
+            return Rendered(refused="no such object")
+        if blob.content_type not in ("image/png", "image/jpeg") or (blob.size or 0) > max_bytes:
+            return Rendered(refused=f"not a PNG or JPEG image under {max_bytes} bytes")
+        return Rendered(blob.download_as_bytes(), blob.content_type)
+
     def dead_letters(self, limit: int = 200) -> list[dict[str, Any]]:
         """The records the functions left under gs://STAGING/dead-letter/, newest first."""
         bucket = self.settings.staging_bucket
@@ -391,16 +429,7 @@ class Console:
         """The seed's two queries (search by PatientID with DICOMweb paths; the latest studies) on this table."""
         table = BigQueryTableUri.from_string(self.settings.table) if self.settings.table else None
         name = f"`{table.project}.{table.dataset}.{table.table}`" if table else "`PROJECT.DATASET.TABLE`"
-        return {
-            "DICOMweb paths of a patient's instances":
-                "SELECT CONCAT('/dicomWeb/studies/', StudyInstanceUID, '/series/', SeriesInstanceUID,"
-                f" '/instances/', SOPInstanceUID) AS DICOMwebPath\nFROM {name}\nWHERE PatientID = "
-                "(SELECT MIN(PatientID) FROM " + name + ")",
-            "The latest studies":
-                "SELECT MIN(CONCAT(StudyDate, ' ', StudyTime)) AS StudyDateTime, MIN(PatientID) AS PatientID,\n"
-                f"  StudyInstanceUID, COUNT(*) AS InstanceCount\nFROM {name} AS dicom\nGROUP BY StudyInstanceUID\n"
-                "ORDER BY StudyDateTime DESC\nLIMIT 10",
-        }
+        return {title: sql.replace("TABLE", name) for title, sql in EXAMPLE_QUERIES.items()}
 
     # --- Pipeline ----------------------------------------------------------------------------------------------
 
@@ -431,7 +460,7 @@ class Console:
         samples.append((time.monotonic(), count))
         points = list(samples)
         return [(t1 - points[0][0], max(0.0, (c1 - c0) / (t1 - t0)) if t1 > t0 else 0.0)
-                for (t0, c0), (t1, c1) in zip(points, points[1:], strict=False)]
+                for (t0, c0), (t1, c1) in itertools.pairwise(points)]
 
 
 def _answers(url: str) -> bool:

@@ -45,7 +45,8 @@ def _state(run_dir: str | Path | None) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path} is not the local stack's state file ({exc}); run `dicom-pipeline local-stack up`")
+        raise ValueError(f"{path} is not the local stack's state file ({exc}); run `dicom-pipeline local-stack up`"
+                         ) from exc
 
 
 def resolve(endpoint: str | None = None, project: str | None = None, location: str | None = None,

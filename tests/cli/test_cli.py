@@ -252,7 +252,7 @@ def test_help_has_examples_everywhere(capsys) -> None:
     from cli.main import build_parser
 
     paths = list(_command_paths(build_parser()))
-    assert ["storage-class"] in paths and ["local-stack"] in paths and ["query"] in paths and len(paths) == 15
+    assert ["storage-class"] in paths and ["local-stack"] in paths and ["query"] in paths and len(paths) == 16
     for path in paths:
         assert main([*path, "--help"]) == 0
         assert "examples:" in capsys.readouterr().out, path

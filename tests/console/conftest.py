@@ -14,6 +14,7 @@ from console.server import ConsoleServer
 from console.settings import Settings
 from tests.conftest import LOCATION, PROJECT
 
+PIPELINE_STORE = f"projects/{PROJECT}/locations/{LOCATION}/datasets/clinic/dicomStores/pipeline"  # browser tests
 PAGE_SIZE = 10  # small pages: paging shows with a few dozen studies
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "console"  # screenshots, next to the test results
 # Chromium as the brief's tests run it: no first-run, sync, component or background traffic, a fresh profile.
@@ -30,7 +31,7 @@ def staging_bucket(gcs_client) -> str:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def console_settings(emulator, fake_gcs, staging_bucket: str) -> Settings:  # type: ignore[no-untyped-def]
     return Settings(project=PROJECT, location=LOCATION, endpoint=emulator.url, warehouse_dir=str(emulator.data_dir),
-                    staging_bucket=staging_bucket, storage_emulator_host=fake_gcs.url,
+                    staging_bucket=staging_bucket, storage_emulator_host=fake_gcs.url, store=PIPELINE_STORE,
                     components={"healthcare-emulator": emulator.url, "fake-gcs-server": fake_gcs.url})
 
 
@@ -65,6 +66,7 @@ def screenshot(browser) -> Callable[[str], Path]:  # type: ignore[no-untyped-def
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     def shoot(name: str) -> Path:
+        browser.execute_script("window.scrollTo(0, 0)")
         height = browser.execute_script("return document.documentElement.scrollHeight")
         browser.set_window_size(1280, max(720, min(int(height) + 20, 2400)))
         path = RESULTS / f"{name}.png"

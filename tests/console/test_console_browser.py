@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
+from dicom_pipeline.names import DicomStoreName
 from local_stack.sample_data import synthetic_instance
 from tests.conftest import LOCATION, PROJECT, StoreRef
 
-from .conftest import stow
+from .conftest import PIPELINE_STORE, stow
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 
@@ -23,11 +25,10 @@ CORPUS = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "rtdose.dcm")  # real 
 
 
 def _wait_for(browser, css: str, text: str | None = None, timeout: float = 60):  # type: ignore[no-untyped-def]
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
-
-    from selenium.common.exceptions import TimeoutException
 
     wait = WebDriverWait(browser, timeout)
     try:
@@ -57,7 +58,8 @@ def imported(console, browser, screenshot, healthcare, gcs_client):  # type: ign
     from pydicom.data import get_testdata_file
     from selenium.webdriver.support.ui import Select
 
-    store = StoreRef(PROJECT, LOCATION, "clinic", f"store-{uuid.uuid4().hex[:6]}")
+    name = DicomStoreName.from_string(PIPELINE_STORE)
+    store = StoreRef(name.project, name.location, name.dataset, name.store)
     datasets = healthcare.projects().locations().datasets()
     if store.dataset not in str(datasets.list(parent=f"projects/{PROJECT}/locations/{LOCATION}").execute()):
         datasets.create(parent=f"projects/{PROJECT}/locations/{LOCATION}", datasetId=store.dataset, body={}).execute()
@@ -89,7 +91,7 @@ def test_import_with_a_wildcard_and_a_storage_class(imported, browser, healthcar
 
 
 def test_the_studies_show_with_thumbnails(imported, browser, screenshot, console, emulator) -> None:  # type: ignore[no-untyped-def]
-    store, _, base = imported
+    store, _, _ = imported
     browser.find_element("id", "view-studies").click()
     _wait_for(browser, ".tile.study")
     tiles = _all(browser, ".tile.study")
@@ -115,6 +117,7 @@ def test_an_instance_shows_its_metadata_tree_and_frames(imported, browser, scree
     browser.get(base + "?modality=RTDOSE")
     _wait_for(browser, ".tile.study").click()
     _wait_for(browser, ".tile").click()
+    screenshot("04-series")
     _wait_for(browser, ".tile").click()
     _wait_for(browser, "ul.tree")
     assert "frame 1 of 15" in browser.page_source
@@ -122,8 +125,10 @@ def test_an_instance_shows_its_metadata_tree_and_frames(imported, browser, scree
     assert "PatientName" in tree and "Lastname^Firstname" in tree and "NumberOfFrames" in tree
     summaries = _all(browser, "ul.tree details summary")
     assert summaries, "rtdose.dcm has sequences: they show as expandable items"
-    summaries[0].click()
-    screenshot("04-instance")
+    browser.execute_script("document.querySelector('ul.tree details').open = true")  # a click would scroll
+    screenshot("04-instance-frames-and-metadata")
+    summaries[1].click()
+    assert summaries[1].find_element("xpath", "..").get_attribute("open") is not None
     browser.find_element("id", "next-frame").click()
     _wait_for(browser, ".viewer", "frame 2 of 15")
     assert browser.find_element("id", "frame").get_attribute("src").endswith("frame=2&viewport=512,512")
@@ -177,7 +182,14 @@ def test_export_to_cloud_storage_as_png(imported, browser, screenshot, new_bucke
     browser.find_element("id", "view-objects").click()
     _wait_for(browser, "#objects")
     names = [cell.text for cell in _all(browser, "#objects td code")]
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 30).until(_images_loaded)
     screenshot("08-exported-objects")
+    previews = [img.get_attribute("src") for img in _all(browser, "#objects img.mini")]
+    assert len(previews) == len(names)
+    first = requests.get(previews[0], timeout=30)  # the exported PNG itself, as the store rendered it
+    assert first.headers["Content-Type"] == "image/png" and first.content[:8] == b"\x89PNG\r\n\x1a\n"
     assert names and all(n.startswith("png/") and n.endswith(".png") for n in names)
     assert len(names) == len(CORPUS) - 1 + 15  # one PNG per frame: rtdose's 15 frames get one each
 
@@ -215,7 +227,7 @@ def test_a_patient_name_script_is_shown_not_run(console, browser, emulator, new_
 
 
 def test_datasets_operations_dead_letters_and_pipeline_pages(console, console_settings, browser, screenshot,  # type: ignore[no-untyped-def]
-                                                             imported, gcs_client) -> None:
+                                                             imported, gcs_client, emulator) -> None:
     store, _, _ = imported
     record = {"reason": "dicomStores.import: operation failed (code 3): not a DICOM file", "kind": "import",
               "object": f"gs://uploads/incoming/{uuid.uuid4().hex[:6]}.dcm", "event_id": "e-1"}
@@ -244,6 +256,12 @@ def test_datasets_operations_dead_letters_and_pipeline_pages(console, console_se
     browser.get(f"{console.url}/pipeline")
     _wait_for(browser, "#components")
     assert browser.find_element("id", "components").text.count("answers") == 2
+    before = int(_wait_for(browser, "#instance-count").text)
+    for i in range(40):  # a small burst while the page samples the store every second
+        stow(emulator.url, store.name, synthetic_instance(patient_id=f"BURST-{i}", rows=8, columns=8).data)
+        time.sleep(0.05)
+    _wait_for(browser, "#instance-count", str(before + 40), timeout=30)
+    _wait_for(browser, "svg.chart polyline")
     screenshot("13-pipeline")
 
 
