@@ -30,22 +30,48 @@ def _blob(uri: GcsUri) -> Any:
 
 
 def lines_from_rows(columns: list[str], rows: list[tuple[Any, ...]]) -> list[str]:
-    """One line per distinct row at the deepest level selected (study, series or instance), in row order."""
-    if "StudyInstanceUID" not in columns:
+    """One line per distinct row, in row order: from UID columns (the deepest level selected: study, series or
+    instance), or from a single column of resource paths such as the seed's
+    `SELECT CONCAT('/studies/', StudyInstanceUID, '/series/', …)`."""
+    if "StudyInstanceUID" in columns:
+        lines = _lines_from_uids(columns, rows)
+    elif len(columns) == 1:
+        lines = _lines_from_paths(columns[0], rows)
+    else:
         raise UsageError("the query must select StudyInstanceUID (and optionally SeriesInstanceUID,"
-                         " SOPInstanceUID); e.g. SELECT StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID FROM ...")
+                         " SOPInstanceUID), or one column of /studies/… paths; e.g. SELECT StudyInstanceUID,"
+                         " SeriesInstanceUID, SOPInstanceUID FROM ...")
+    return list(dict.fromkeys(lines))  # keeps the order, drops duplicates
+
+
+def _lines_from_uids(columns: list[str], rows: list[tuple[Any, ...]]) -> list[str]:
     depth = 1
     while depth < 3 and _UID_COLUMNS[depth] in columns:
         depth += 1
     indexes = [columns.index(name) for name in _UID_COLUMNS[:depth]]
-    lines: dict[str, None] = {}  # a dict keeps the order and drops duplicates
+    lines = []
     for row in rows:
         values = [row[i] for i in indexes]
         if any(v is None or v == "" for v in values):
             continue
         parts = zip(("studies", "series", "instances"), values, strict=False)
-        lines["/" + "/".join(f"{key}/{value}" for key, value in parts)] = None
-    return list(lines)
+        lines.append("/" + "/".join(f"{key}/{value}" for key, value in parts))
+    return lines
+
+
+def _lines_from_paths(column: str, rows: list[tuple[Any, ...]]) -> list[str]:
+    """Each value must be a resource path; the first that is not stops the build, naming its row."""
+    lines = []
+    for number, (value,) in enumerate(rows, start=1):
+        if value is None or value == "":
+            continue  # CONCAT with a NULL UID gives NULL: that row names nothing, as in the UID form
+        try:
+            lines.append(filter_line(str(value)))
+        except ValueError as exc:
+            raise UsageError(f"row {number} of column {column}: {exc}; a single-column query must return"
+                             " /studies/S[/series/SE[/instances/I]] paths, or select StudyInstanceUID (and"
+                             " optionally SeriesInstanceUID, SOPInstanceUID)") from None
+    return lines
 
 
 def cmd_build(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import decimal
 import os
 from pathlib import Path
 from typing import Any
@@ -74,10 +75,26 @@ def _bigquery(project: str | None, sql: str) -> Rows:
     return columns, [tuple(row.values()) for row in result]
 
 
+def as_bigquery_json(value: Any) -> Any:
+    """A value as BigQuery's JSON output writes it: INT64 and NUMERIC as strings (the seed shows
+    `"InstanceCount": "4"`), since JSON numbers cannot carry 64-bit integers exactly; records and arrays
+    converted inside."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | decimal.Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: as_bigquery_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_bigquery_json(item) for item in value]
+    return value
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     columns, rows = run_sql(args, args.sql)
     if args.format == "json":
-        print_json([dict(zip(columns, row, strict=True)) for row in rows])
+        print_json([{column: as_bigquery_json(value) for column, value in zip(columns, row, strict=True)}
+                    for row in rows])
     else:
         print_table(columns, rows)
     return OK

@@ -175,6 +175,33 @@ def test_filter_build_to_a_local_file_and_its_usage_errors(cli_env, emulator, tm
     assert (tmp_path / "f.txt").read_text() == "/studies/1.2.3\n/studies/1.2.4\n"
 
 
+def test_the_seeds_filter_query_builds_a_filter_from_one_column_of_paths(cli_env, emulator, new_store, new_bucket,
+                                                                        tmp_path, capsys) -> None:
+    """The seed's own query, verbatim but for the table: legacy SQL's [PROJECT:DATASET.TABLE], one CONCAT column."""
+    store, bucket = new_store(), new_bucket()
+    instances = list(synthetic_studies(studies=2, series_per_study=1, instances_per_series=2))
+    for index, instance in enumerate(instances):
+        bucket.blob(f"in/{index}.dcm").upload_from_string(instance.data)
+    assert main(["import", store.name, f"gs://{bucket.name}/in/*.dcm"]) == 0
+    dataset = f"cli_{store.store.replace('-', '_')}"
+    assert main(["export", "bq", store.name, f"bq://{store.project}.{dataset}.instances"]) == 0
+    sql = ("SELECT CONCAT ('/studies/', StudyInstanceUID, '/series/', SeriesInstanceUID, '/instances/',"
+           f" SOPInstanceUID) FROM [{store.project}:{dataset}.instances]")
+    out = tmp_path / "filter.txt"
+    assert main(["filter", "build", "--data-dir", str(emulator.data_dir), "--sql", sql, "--output", str(out)]) == 0
+    assert sorted(out.read_text().splitlines()) == sorted(
+        f"/studies/{i.study_uid}/series/{i.series_uid}/instances/{i.sop_uid}" for i in instances)
+    # The other seed query's /dicomWeb/studies/... paths name the same resources.
+    sql = sql.replace("'/studies/'", "'/dicomWeb/studies/'")
+    assert main(["filter", "build", "--data-dir", str(emulator.data_dir), "--sql", sql, "--output", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == len(instances)
+    capsys.readouterr()
+    assert main(["filter", "build", "--data-dir", str(emulator.data_dir), "--sql", "SELECT 'x/y' AS p",
+                 "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "row 1 of column p" in err and "/studies/S" in err and "Traceback" not in err
+
+
 def test_filter_validate_names_the_bad_lines(tmp_path, capsys) -> None:
     path = tmp_path / "filter.txt"
     path.write_text("/studies/1.2.3\n\n/studies/1.2.3/series\n/studies/1/series/2/instances/3\nnonsense/x/y\n")

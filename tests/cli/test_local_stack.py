@@ -63,7 +63,7 @@ def test_the_operator_workflow_against_the_local_stack_then_down_leaves_no_proce
         capsys.readouterr()
         sql = "SELECT Modality, COUNT(*) AS n FROM `local-project.cli.instances` GROUP BY Modality ORDER BY Modality"
         assert main(["query", "--data-dir", warehouse, "--format", "json", sql]) == 0
-        assert json.loads(capsys.readouterr().out) == [{"Modality": "CT", "n": 2}, {"Modality": "MR", "n": 2}]
+        assert json.loads(capsys.readouterr().out) == [{"Modality": "CT", "n": "2"}, {"Modality": "MR", "n": "2"}]
         healthcare = discovery.build("healthcare", "v1", credentials=AnonymousCredentials(), cache_discovery=False,
                                      client_options={"api_endpoint": state["env"]["HEALTHCARE_API_ENDPOINT"]})
         classes = {i.sop_uid: storage_class(healthcare, store, i) for i in instances}

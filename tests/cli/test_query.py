@@ -28,8 +28,19 @@ def exported_table(cli_env, new_store, new_bucket, capsys):  # type: ignore[no-u
 def test_query_json_is_a_list_of_objects(exported_table, emulator, capsys) -> None:
     sql = f"SELECT Modality, COUNT(*) AS instances FROM `{exported_table}` GROUP BY Modality ORDER BY Modality"
     assert main(["query", "--data-dir", str(emulator.data_dir), sql, "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out) == [{"Modality": "CT", "instances": 2},
-                                                    {"Modality": "MR", "instances": 2}]
+    # INT64 as a string, as BigQuery's JSON writes it (the seed shows "InstanceCount": "4").
+    assert json.loads(capsys.readouterr().out) == [{"Modality": "CT", "instances": "2"},
+                                                    {"Modality": "MR", "instances": "2"}]
+
+
+def test_the_seeds_recent_studies_query_prints_bigquerys_json(exported_table, emulator, capsys) -> None:
+    sql = ("#standardSQL\nSELECT\nMIN(CONCAT(StudyDate, ' ', StudyTime)) as StudyDateTime, MIN(PatientID) as"
+           f" PatientID, StudyInstanceUID, COUNT(*) as InstanceCount\nFROM\n`{exported_table}` AS dicom\n"
+           "GROUP BY StudyInstanceUID\nORDER BY StudyDateTime DESC\nLIMIT 10;")
+    assert main(["query", "--data-dir", str(emulator.data_dir), sql, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 2 and {row["InstanceCount"] for row in rows} == {"2"}
+    assert all(isinstance(row["StudyDateTime"], str) and isinstance(row["PatientID"], str) for row in rows)
 
 
 def test_query_table_is_aligned_with_a_header(exported_table, emulator, monkeypatch, capsys) -> None:
@@ -60,8 +71,8 @@ def test_a_dataset_named_like_its_project_is_exported_and_queried(cli_env, emula
     for table in (f"`{name}.{name}.instances`", f"`{name}`.{name}.instances", f"[{name}:{name}.instances]"):
         sql = f"SELECT Modality, COUNT(*) AS instances FROM {table} GROUP BY Modality ORDER BY Modality"
         assert main(["query", "--data-dir", data_dir, sql, "--format", "json"]) == 0, table
-        assert json.loads(capsys.readouterr().out) == [{"Modality": "CT", "instances": 4},
-                                                        {"Modality": "MR", "instances": 4}], table
+        assert json.loads(capsys.readouterr().out) == [{"Modality": "CT", "instances": "4"},
+                                                        {"Modality": "MR", "instances": "4"}], table
 
 
 def test_bad_sql_and_missing_tables_are_usage_errors(exported_table, emulator, capsys) -> None:
