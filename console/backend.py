@@ -27,29 +27,27 @@ from .settings import Settings
 _TIMEOUT = 30
 STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 WRITE_DISPOSITIONS = ("WRITE_EMPTY", "WRITE_TRUNCATE", "WRITE_APPEND")
-# dicomStores.export to Cloud Storage: the MIME types the API accepts (reference: GcsDestination.mimeType).
-TRANSFER_SYNTAXES = {
-    "*": "as stored (no transcoding)",
-    "1.2.840.10008.1.2": "Implicit VR Little Endian",
-    "1.2.840.10008.1.2.1": "Explicit VR Little Endian",
-    "1.2.840.10008.1.2.1.99": "Deflated Explicit VR Little Endian",
-    "1.2.840.10008.1.2.4.50": "JPEG Baseline",
-    "1.2.840.10008.1.2.4.51": "JPEG Extended",
-    "1.2.840.10008.1.2.4.57": "JPEG Lossless",
-    "1.2.840.10008.1.2.4.70": "JPEG Lossless SV1",
-    "1.2.840.10008.1.2.4.80": "JPEG-LS Lossless",
-    "1.2.840.10008.1.2.4.81": "JPEG-LS Near-lossless",
-    "1.2.840.10008.1.2.4.90": "JPEG 2000 Lossless",
-    "1.2.840.10008.1.2.4.91": "JPEG 2000",
-    "1.2.840.10008.1.2.4.110": "JPEG XL Lossless",
-    "1.2.840.10008.1.2.4.111": "JPEG XL JPEG Recompression",
-    "1.2.840.10008.1.2.4.112": "JPEG XL",
-    "1.2.840.10008.1.2.4.201": "HTJ2K Lossless",
-    "1.2.840.10008.1.2.4.202": "HTJ2K Lossless RPCL",
-    "1.2.840.10008.1.2.4.203": "HTJ2K",
-    "1.2.840.10008.1.2.5": "RLE Lossless",
-    "1.2.840.10008.1.2.8.1": "Deflated Image Frame",
-}
+# dicomStores.export to Cloud Storage: the transfer syntaxes the API accepts for application/dicom (reference:
+# GcsDestination.mimeType), "*" for as stored. Named by pydicom's UID dictionary, but for the four it lacks.
+_EXPORT_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.50",
+                    "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
+                    "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.90",
+                    "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.110", "1.2.840.10008.1.2.4.111",
+                    "1.2.840.10008.1.2.4.112", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
+                    "1.2.840.10008.1.2.4.203", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.8.1")
+_NAMES_PYDICOM_LACKS = {"1.2.840.10008.1.2.4.110": "JPEG XL Lossless",
+                        "1.2.840.10008.1.2.4.111": "JPEG XL Recompression", "1.2.840.10008.1.2.4.112": "JPEG XL",
+                        "1.2.840.10008.1.2.8.1": "Deflated Image Frame"}
+
+
+def _syntax_name(uid: str) -> str:
+    from pydicom.uid import UID
+
+    name = str(UID(uid).name)
+    return _NAMES_PYDICOM_LACKS.get(uid, name)
+
+
+TRANSFER_SYNTAXES = {"*": "as stored (no transcoding)", **{uid: _syntax_name(uid) for uid in _EXPORT_SYNTAXES}}
 # The seed's two BigQuery examples, with TABLE for the pipeline's table (a PatientID of this store's data).
 EXAMPLE_QUERIES = {
     "DICOMweb paths of a patient's instances":
