@@ -59,7 +59,7 @@ def create_app(settings: Settings, page_size: int = PAGE_SIZE) -> Starlette:
     environment = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
     environment.filters.update(dicom_value=dicom_json.value, person=dicom_json.display_name,
                                date=dicom_json.display_date, urlquote=lambda v: quote(str(v), safe=""),
-                               cell=_cell)
+                               cell=_cell, operation_url=_operation_url)
     templates = Jinja2Templates(env=environment)
     started: dict[str, dict[str, str]] = {}  # operation name → what the console started it for (links when done)
 
@@ -408,8 +408,9 @@ def _pager(found: Any, search: dict[str, str]) -> dict[str, str]:
 
 
 def _operation_url(name: str) -> str:
-    parts = name.split("/")
-    return f"/datasets/{parts[5]}/operations/{parts[7]}"
+    """projects/P/locations/L/datasets/D/operations/ID → its page here ('' for anything else)."""
+    parts = str(name).split("/")
+    return f"/datasets/{parts[5]}/operations/{parts[7]}" if len(parts) == 8 and parts[6] == "operations" else ""
 
 
 def _operation_view(op: dict[str, Any]) -> dict[str, Any]:
@@ -422,7 +423,7 @@ def _operation_view(op: dict[str, Any]) -> dict[str, Any]:
     state = ("failed" if error or failure else "succeeded") if done else "running"
     method = str(metadata.get("apiMethodName", "")).rsplit(".", 1)[-1]
     return {"name": op.get("name", ""), "id": op.get("name", "").rsplit("/", 1)[-1], "url": _operation_url(
-        op.get("name", "x/" * 7)), "method": method, "done": done, "state": state, "success": success,
+        op.get("name", "")), "method": method, "done": done, "state": state, "success": success,
             "failure": failure, "pending": pending, "total": total, "error": error,
             "percent": 100 if done else (round(100 * (success + failure) / total) if total else 0),
             "created": metadata.get("createTime", ""), "ended": metadata.get("endTime", ""),

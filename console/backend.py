@@ -253,7 +253,7 @@ class Console:
         path += f"/frames/{frame}/rendered" if frame else "/rendered"
         params = {"viewport": viewport} if viewport else None
         response = self._request("GET", path, "retrieve rendered", params=params,
-                                 headers={"Accept": "image/jpeg, image/png;q=0.9"})
+                                 headers={"Accept": "image/jpeg"})
         content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         if response.status_code == 200 and content_type in ("image/jpeg", "image/png"):
             return Rendered(response.content, content_type)
