@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: setup system-deps test lint demo emulator bench bench-local clean checkov
+.PHONY: setup system-deps test lint demo emulator bench bench-local bench-console clean checkov
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ demo: setup
 # Upload→row latency and burst throughput through the whole local stack (several minutes; not in `bench`).
 bench-local: setup
 	$(PY) bench/local_latency.py
+
+# The web console's server time per page over a 10,000-instance store, and thumbnail latency (about 10 minutes).
+bench-console: setup
+	$(PY) bench/console_pages.py
 
 emulator: setup
 	$(PY) -m healthcare_emulator --host 127.0.0.1 --port 8089 --data-dir .emulator-data
