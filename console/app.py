@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool as blocking  # the API calls block; the event loop must not
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
@@ -85,11 +86,11 @@ def create_app(settings: Settings, page_size: int = PAGE_SIZE) -> Starlette:
 
     # --- pages -------------------------------------------------------------------------------------------------
 
+    pipeline_store_url = _store_url(settings.store) if settings.store else ""
+    pipeline_dataset = settings.store.rsplit("/dicomStores/", 1)[0] if settings.store else ""
+
     def home(request: Request) -> Response:
-        if settings.store:
-            parts = settings.store.split("/")
-            return RedirectResponse(f"/datasets/{parts[5]}/stores/{parts[7]}", 303)
-        return RedirectResponse("/datasets", 303)
+        return RedirectResponse(pipeline_store_url or "/datasets", 303)
 
     def datasets(request: Request) -> Response:
         rows = []
@@ -102,12 +103,12 @@ def create_app(settings: Settings, page_size: int = PAGE_SIZE) -> Starlette:
         return page(request, "datasets.html", datasets=rows)
 
     async def create_dataset(request: Request) -> Response:
-        console.create_dataset((await form(request)).get("dataset_id", "").strip())
+        await blocking(console.create_dataset, (await form(request)).get("dataset_id", "").strip())
         return RedirectResponse("/datasets", 303)
 
     async def create_store(request: Request) -> Response:
         dataset = f"{console.location_name}/datasets/{request.path_params['dataset']}"
-        console.create_store(dataset, (await form(request)).get("store_id", "").strip())
+        await blocking(console.create_store, dataset, (await form(request)).get("store_id", "").strip())
         return RedirectResponse("/datasets", 303)
 
     def studies(request: Request) -> Response:
@@ -165,8 +166,8 @@ def create_app(settings: Settings, page_size: int = PAGE_SIZE) -> Starlette:
     async def start_import(request: Request) -> Response:
         values = await form(request)
         try:
-            operation = console.start_import(store_name(request), values.get("uri", ""),
-                                             values.get("storage_class", ""))
+            operation = await blocking(console.start_import, store_name(request), values.get("uri", ""),
+                                       values.get("storage_class", ""))
         except ConsoleError as exc:
             return page(request, "import.html", status=400, store=store_url(request), error=str(exc),
                         store_name=store_name(request), params=request.path_params,
@@ -192,13 +193,13 @@ def create_app(settings: Settings, page_size: int = PAGE_SIZE) -> Starlette:
         try:
             if values.get("destination") == "gcs":
                 mime_type = export_mime_type(values.get("file_type", "dcm"), values.get("transfer_syntax", "*"))
-                operation = console.start_export_gcs(store_name(request), values.get("prefix", ""), mime_type,
-                                                     values.get("filter_uri", ""))
+                operation = await blocking(console.start_export_gcs, store_name(request), values.get("prefix", ""),
+                                           mime_type, values.get("filter_uri", ""))
                 started[operation["name"]] = {"kind": "export-gcs", "objects": values["prefix"].strip()}
             else:
-                operation = console.start_export_bigquery(
-                    store_name(request), values.get("table", ""), values.get("write_disposition", ""),
-                    values.get("overwrite") == "on", values.get("filter_uri", ""))
+                operation = await blocking(
+                    console.start_export_bigquery, store_name(request), values.get("table", ""),
+                    values.get("write_disposition", ""), values.get("overwrite") == "on", values.get("filter_uri", ""))
                 started[operation["name"]] = {"kind": "export-bq", "table": values.get("table", ""),
                                               "store": store_url(request)}
         except ConsoleError as exc:
@@ -206,8 +207,7 @@ def create_app(settings: Settings, page_size: int = PAGE_SIZE) -> Starlette:
         return RedirectResponse(_operation_url(operation["name"]), 303)
 
     def operations(request: Request) -> Response:
-        dataset = request.query_params.get("dataset") or (
-            settings.store.rsplit("/dicomStores/", 1)[0] if settings.store else "")
+        dataset = request.query_params.get("dataset") or pipeline_dataset
         names = [d["name"] for d in console.datasets()]
         dataset = dataset or (names[0] if names else "")
         found = console.operations(dataset) if dataset else []
@@ -258,8 +258,7 @@ def create_app(settings: Settings, page_size: int = PAGE_SIZE) -> Starlette:
         # The store whose pages DICOMweb paths in the results link to: the one the query came from, else the pipeline's.
         store = request.query_params.get("store", "")
         if not _STORE_URL.fullmatch(store):
-            parts = settings.store.split("/") if settings.store else None
-            store = f"/datasets/{parts[5]}/stores/{parts[7]}" if parts else ""
+            store = pipeline_store_url
         return page(request, "query.html", status=400 if error else 200, sql=sql or next(iter(examples.values())),
                     ran=bool(sql), examples=examples, columns=columns, rows=rows, error=error,
                     csv_url="/query.csv?" + urlencode({"sql": sql}), store=store)
@@ -274,8 +273,8 @@ def create_app(settings: Settings, page_size: int = PAGE_SIZE) -> Starlette:
                         headers={"Content-Disposition": 'attachment; filename="query.csv"'})
 
     def pipeline(request: Request) -> Response:
-        dataset = settings.store.rsplit("/dicomStores/", 1)[0] if settings.store else ""
-        recent = [_operation_view(op) for op in console.operations(dataset, limit=10)] if dataset else []
+        recent = [_operation_view(op) for op in console.operations(pipeline_dataset, limit=10)] \
+            if pipeline_dataset else []
         try:
             letters = console.dead_letters(limit=10) if settings.staging_bucket else []
         except ConsoleError:
@@ -405,6 +404,12 @@ def _pager(found: Any, search: dict[str, str]) -> dict[str, str]:
     return {"previous": link(max(0, found.offset - found.limit)) if found.offset else "",
             "next": link(found.offset + found.limit) if found.has_more else "",
             "range": f"{found.offset + 1}–{found.offset + len(found.items)}" if found.items else "none"}
+
+
+def _store_url(store: str) -> str:
+    """projects/P/locations/L/datasets/D/dicomStores/S → its page here."""
+    parts = store.split("/")
+    return f"/datasets/{parts[5]}/stores/{parts[7]}"
 
 
 def _operation_url(name: str) -> str:

@@ -149,3 +149,17 @@ def test_the_cli_serves_the_console(emulator, tmp_path) -> None:  # type: ignore
         process.terminate()
         output = process.communicate(timeout=20)[0]
     assert f"http://127.0.0.1:{port}/" in output
+
+
+def test_the_consoles_log_names_routes_not_patients(console, emulator, new_store, caplog) -> None:  # type: ignore[no-untyped-def]
+    store = new_store()
+    instance = synthetic_instance(patient_id="PHI-4711", patient_name="Secret^Person", rows=8, columns=8)
+    stow(emulator.url, store.name, instance.data)
+    base = f"{console.url}/datasets/{store.dataset}/stores/{store.store}"
+    with caplog.at_level("INFO", logger="console"):
+        assert "Secret, Person" in requests.get(base, params={"patient_id": "PHI-4711"}, timeout=30).text
+        requests.get(f"{base}/studies/{instance.study_uid}/series/{instance.series_uid}/instances/"
+                     f"{instance.sop_uid}", timeout=30)
+    logged = "\n".join(record.getMessage() for record in caplog.records if record.name == "console")
+    assert "GET studies 200" in logged and "GET instance 200" in logged
+    assert "PHI-4711" not in logged and "Secret" not in logged and instance.study_uid not in logged
