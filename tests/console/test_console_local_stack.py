@@ -1,0 +1,58 @@
+"""The console over the whole local stack, as a user runs it: `local-stack up`, then the console from its state
+file. An upload to the landing bucket goes through the functions and shows up on the console's pages."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from cli import main
+from console.server import ConsoleServer
+from console.settings import resolve
+from local_stack.sample_data import synthetic_instance
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _until(check, timeout: float = 90) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the pipeline did not get there in time"
+        time.sleep(0.5)
+
+
+def test_the_console_follows_the_local_stack(tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    for name in ("HEALTHCARE_API_ENDPOINT", "STORAGE_EMULATOR_HOST", "HEALTHCARE_EMULATOR_DATA_DIR",
+                 "STAGING_BUCKET", "GOOGLE_CLOUD_PROJECT", "DICOM_STORE", "BIGQUERY_TABLE"):
+        monkeypatch.delenv(name, raising=False)
+    run_dir = tmp_path / "stack"
+    assert main(["local-stack", "up", "--run-dir", str(run_dir)]) == 0
+    try:
+        assert f"dicom-pipeline console --run-dir {run_dir}" in capsys.readouterr().out
+        settings = resolve(run_dir=run_dir)
+        with ConsoleServer(settings) as console:
+            home = requests.get(console.url, timeout=30)
+            assert home.status_code == 200 and home.url.endswith("/datasets/local-dataset/stores/local-store")
+
+            gcs = storage.Client(project=settings.project, credentials=AnonymousCredentials(),
+                                 client_options={"api_endpoint": settings.storage_emulator_host})
+            landing = gcs.bucket("dicom-landing")
+            landing.blob("console/good.dcm").upload_from_string(
+                synthetic_instance(patient_id="CONSOLE-1", rows=8, columns=8).data)
+            landing.blob("console/broken.dcm").upload_from_string(b"not DICOM at all")
+
+            _until(lambda: "CONSOLE-1" in requests.get(console.url, timeout=30).text)
+            _until(lambda: "console/broken.dcm" in requests.get(f"{console.url}/dead-letters", timeout=30).text)
+            examples = requests.get(f"{console.url}/query", timeout=30).text
+            assert "local-project.dicom_metadata.instances" in examples  # the seed's queries on the stack's table
+            sql = ("SELECT PatientID FROM `local-project.dicom_metadata.instances` WHERE PatientID = 'CONSOLE-1'")
+            _until(lambda: "1 row(s)" in requests.get(f"{console.url}/query", params={"sql": sql}, timeout=30).text)
+            pipeline = requests.get(f"{console.url}/pipeline", timeout=30).text
+            assert pipeline.count("NOT ANSWERING") == 0 and pipeline.count(">answers<") == 6
+    finally:
+        assert main(["local-stack", "down", "--run-dir", str(run_dir)]) == 0
