@@ -163,3 +163,15 @@ def test_the_consoles_log_names_routes_not_patients(console, emulator, new_store
     logged = "\n".join(record.getMessage() for record in caplog.records if record.name == "console")
     assert "GET studies 200" in logged and "GET instance 200" in logged
     assert "PHI-4711" not in logged and "Secret" not in logged and instance.study_uid not in logged
+
+
+def test_a_store_that_does_not_answer_is_one_line_naming_it() -> None:
+    from console.server import ConsoleServer, free_port
+    from console.settings import Settings
+
+    nobody = f"http://127.0.0.1:{free_port()}"  # a free port: nothing listens there
+    with ConsoleServer(Settings(project=PROJECT, location=LOCATION, endpoint=nobody)) as console:
+        response = requests.get(f"{console.url}/datasets", timeout=30)
+    assert response.status_code == 502
+    error = re.search(r'<p class="error" role="alert">(.*?)</p>', response.text, re.S)
+    assert error and error[1] == f"datasets.list: cannot reach {nobody} (ConnectionError); is it running?"
