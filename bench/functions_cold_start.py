@@ -46,7 +46,7 @@ assert main.import_dicom_object(event(*first)) == "succeeded"
 cold = time.perf_counter() - t0
 first_event = time.perf_counter() - t1
 
-from dicom_pipeline import healthcare, storage
+from dicom_pipeline import cloud_storage, healthcare
 io_time = [0.0]
 def timed(fn):
     def wrapper(*a, **k):
@@ -58,7 +58,7 @@ def timed(fn):
     return wrapper
 healthcare._execute = timed(healthcare._execute)
 for name in ("read_preamble_marker", "read_json", "replace_json", "copy", "create_if_absent", "delete"):
-    setattr(storage, name, timed(getattr(storage, name)))
+    setattr(cloud_storage, name, timed(getattr(cloud_storage, name)))
 healthcare.time.sleep = timed(healthcare.time.sleep)  # waiting for the emulator's operation is its time
 
 overheads = []

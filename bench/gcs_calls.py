@@ -1,4 +1,4 @@
-"""CPU per Cloud Storage call: the functions' JSON API calls (dicom_pipeline.storage) against the same calls
+"""CPU per Cloud Storage call: the functions' JSON API calls (dicom_pipeline.cloud_storage) against the same calls
 through google-cloud-storage, each against fake-gcs-server on its filesystem backend (printed, not a test).
 
     python bench/gcs_calls.py [--calls 1000]
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA", "true")
 
-from dicom_pipeline import storage
+from dicom_pipeline import cloud_storage
 from local_stack.fake_gcs import FakeGcsServer
 from local_stack.processes import cpu_seconds
 
@@ -58,7 +58,7 @@ def main() -> int:
         def library_client() -> gcs.Client:
             client = gcs.Client(project="bench-project", credentials=AnonymousCredentials(),
                                 client_options={"api_endpoint": server.url})
-            client._http.trust_env = False  # as storage.client() sets it against an emulator
+            client._http.trust_env = False  # as cloud_storage.client() sets it against an emulator
             return client
 
         library_client().create_bucket(BUCKET)
@@ -73,19 +73,19 @@ def main() -> int:
                 bucket.blob(f"missing/{n}.json").download_as_bytes()
 
         print(f"{args.calls} calls of each kind, one at a time")
-        print("dicom_pipeline.storage (google-auth AuthorizedHttp over a urllib3 pool, JSON API):")
+        print("dicom_pipeline.cloud_storage (google-auth AuthorizedHttp over a urllib3 pool, JSON API):")
         measure("create record (ifGenerationMatch=0)", args.calls, pid,
-                lambda n: storage.create_if_absent(settings, BUCKET, f"new/{n}.json", {"status": "claimed"}))
+                lambda n: cloud_storage.create_if_absent(settings, BUCKET, f"new/{n}.json", {"status": "claimed"}))
         measure("replace record", args.calls, pid,
-                lambda n: storage.replace_json(settings, BUCKET, f"new/{n}.json", {"status": "succeeded"}))
+                lambda n: cloud_storage.replace_json(settings, BUCKET, f"new/{n}.json", {"status": "succeeded"}))
         measure("read a missing record (404)", args.calls, pid,
-                lambda n: storage.read_json(settings, BUCKET, f"missing/{n}.json"))
+                lambda n: cloud_storage.read_json(settings, BUCKET, f"missing/{n}.json"))
         measure("read a record", args.calls, pid,
-                lambda n: storage.read_json(settings, BUCKET, f"new/{max(n, 0)}.json"))
+                lambda n: cloud_storage.read_json(settings, BUCKET, f"new/{max(n, 0)}.json"))
         measure("4-byte ranged read at 128", args.calls, pid,
-                lambda n: storage.read_preamble_marker(settings, BUCKET, "source.dcm", None))
+                lambda n: cloud_storage.read_preamble_marker(settings, BUCKET, "source.dcm", None))
         measure("copy", args.calls, pid,
-                lambda n: storage.copy(settings, BUCKET, "source.dcm", None, BUCKET, f"copies/{n}.dcm"))
+                lambda n: cloud_storage.copy(settings, BUCKET, "source.dcm", None, BUCKET, f"copies/{n}.dcm"))
         print("google-cloud-storage (Blob methods, as the functions called them before):")
         measure("create record (if_generation_match=0)", args.calls, pid,
                 lambda n: bucket.blob(f"lib/{n}.json").upload_from_string(

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from dicom_pipeline import storage
+from dicom_pipeline import cloud_storage
 from dicom_pipeline.names import GcsUri, filter_line
 
 from .common import FAILED, OK, UsageError, print_json
@@ -24,9 +24,9 @@ def storage_settings() -> SimpleNamespace:
 
 def _blob(uri: GcsUri) -> Any:
     """The object through google-cloud-storage, for reads and writes alike: it honours the proxy settings an
-    operator's machine may need (the functions' lean calls in dicom_pipeline.storage do not read them)."""
+    operator's machine may need (the functions' lean calls in dicom_pipeline.cloud_storage do not read them)."""
     settings = storage_settings()
-    return storage.client(settings.storage_emulator_host, settings.project).bucket(uri.bucket).blob(uri.name)
+    return cloud_storage.client(settings.storage_emulator_host, settings.project).bucket(uri.bucket).blob(uri.name)
 
 
 def lines_from_rows(columns: list[str], rows: list[tuple[Any, ...]]) -> list[str]:

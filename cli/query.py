@@ -40,7 +40,7 @@ def _local(data_dir: str, sql: str) -> Rows:
     if not Path(data_dir).is_dir():
         raise UsageError(f"--data-dir {data_dir} is not a directory; pass the emulator's data directory")
     try:
-        from local_stack.warehouse_query import QueryError, run_query
+        from local_bigquery.query import QueryError, run_query
     except ModuleNotFoundError as exc:  # an install without the local extras (duckdb, sqlglot, the emulator)
         raise UsageError(f"the local warehouse needs {exc.name}: {LOCAL_EXTRA_FIX}") from exc
 

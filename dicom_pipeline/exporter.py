@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import healthcare, logs, storage
+from . import cloud_storage as storage  # the module was renamed; the body keeps its short name
+from . import healthcare, logs
 from .batching import Coalescer, SharedCall
 from .config import WRITE_DISPOSITIONS, Settings
 from .errors import PermanentError, TransientError, classify_operation_error

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from . import healthcare, logs, storage
+from . import cloud_storage, healthcare, logs
 from .batching import Coalescer
 from .config import Settings
 from .errors import PermanentError, classify_operation_error
@@ -51,7 +51,7 @@ def import_object(settings: Settings, obj: StorageObject, event_id: str) -> str:
 
     key = hashlib.sha256(f"{obj.bucket}/{obj.name}#{obj.generation}".encode()).hexdigest()[:40]
     record_name = f"outcomes/import/{key}.json"
-    previous = storage.read_json(settings, settings.staging_bucket, record_name)
+    previous = cloud_storage.read_json(settings, settings.staging_bucket, record_name)
     if previous is not None:
         record, _ = previous
         if record.get("status") == "succeeded":
@@ -64,7 +64,7 @@ def import_object(settings: Settings, obj: StorageObject, event_id: str) -> str:
             return _finish(settings, obj, event_id, record_name, operation, int(record.get("batch") or 1),
                            key)
 
-    marker = storage.read_preamble_marker(settings, obj.bucket, obj.name, obj.generation)
+    marker = cloud_storage.read_preamble_marker(settings, obj.bucket, obj.name, obj.generation)
     if marker is None:
         logs.log(logging.INFO, f"import: skipped: generation {obj.generation} no longer exists (overwritten or"
                  " deleted)", event_id=event_id, object=obj.path, outcome="skipped")
@@ -100,7 +100,7 @@ def _import_alone(settings: Settings, obj: StorageObject, key: str) -> dict[str,
     if source.has_wildcard:
         # The import reads *, ? and [ as a pattern; a copy under a safe name imports this object and no other.
         staged = GcsUri(settings.staging_bucket, f"staging/import/{key}.dcm")
-        storage.copy(settings, obj.bucket, obj.name, obj.generation, staged.bucket, staged.name)
+        cloud_storage.copy(settings, obj.bucket, obj.name, obj.generation, staged.bucket, staged.name)
         source = staged
     return healthcare.import_dicom(settings.healthcare_api_endpoint, settings.dicom_store, source,
                                    settings.import_storage_class)
@@ -119,7 +119,7 @@ def _import_batch(batch_key: Any, items: list[_Item]) -> tuple[dict[str, Any] | 
 
     def copy(item: _Item) -> str | None:
         try:
-            storage.copy(settings, item.obj.bucket, item.obj.name, item.obj.generation, settings.staging_bucket,
+            cloud_storage.copy(settings, item.obj.bucket, item.obj.name, item.obj.generation, settings.staging_bucket,
                          f"{prefix}{item.key}.dcm")
         except Exception:  # that object goes alone and meets its error there
             return item.key
@@ -153,16 +153,16 @@ def _finish(settings: Settings, obj: StorageObject, event_id: str, record_name: 
         record["batch"] = batch
     if not operation.get("done"):
         record["status"] = "pending"
-        storage.replace_json(settings, settings.staging_bucket, record_name, record)
+        cloud_storage.replace_json(settings, settings.staging_bucket, record_name, record)
         logs.log(logging.WARNING, "import: operation still running at the wait bound; recorded as pending",
                  event_id=event_id, object=obj.path, operation=name, outcome="pending")
         return "pending"
     if "error" in operation:
-        storage.delete(settings, settings.staging_bucket, record_name)
+        cloud_storage.delete(settings, settings.staging_bucket, record_name)
         raise with_operation(classify_operation_error(operation["error"], f"import of {obj.path}",
                                                       operation.get("metadata", {}).get("logsUrl")), name)
     record["status"] = "succeeded"
-    storage.replace_json(settings, settings.staging_bucket, record_name, record)
+    cloud_storage.replace_json(settings, settings.staging_bucket, record_name, record)
     logs.log(logging.INFO, "import: succeeded", event_id=event_id, object=obj.path, operation=name,
              outcome="succeeded", store=str(settings.dicom_store))
     return "succeeded"

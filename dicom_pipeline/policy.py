@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from . import logs, storage
+from . import cloud_storage, logs
 from .config import Settings
 from .errors import PermanentError, TransientError, classify
 
@@ -48,7 +48,7 @@ def _dead_letter(settings: Settings, kind: str, event_id: str, subject: dict[str
               "time": now()}
     key = hashlib.sha256(f"{kind}/{event_id}".encode()).hexdigest()[:32]
     name = f"dead-letter/{kind}/{key}.json"
-    storage.replace_json(settings, settings.staging_bucket, name, record)  # same event → same record, no pile-up
+    cloud_storage.replace_json(settings, settings.staging_bucket, name, record)  # same event → same record, no pile-up
     logs.log(logging.ERROR, f"{kind}: permanent failure, dead-lettered: {exc}", event_id=event_id,
              object=subject.get("object"), operation=operation,
              record=f"gs://{settings.staging_bucket}/{name}")

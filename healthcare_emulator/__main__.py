@@ -5,14 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 
-from .server import BANNER, EmulatorServer
-
-
-def _stop_on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+from .api.server import BANNER, EmulatorServer
+from .lifecycle import serve_until_stopped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,14 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  python:  client_options={{'api_endpoint': '{server.url}'}}", flush=True)
     for variable in ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"):
         print(f"  {variable}={os.environ.get(variable) or '(unset: the real service)'}", flush=True)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return 0
+    return serve_until_stopped(server.serve_forever, server.stop)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from healthcare_emulator.lifecycle import process_alive, stop_on_sigterm
+
 from .processes import tail
 from .stack import UPLOAD_BUCKET, LocalStack, http_answers
 
@@ -48,8 +50,9 @@ LIMIT 10;
 # --- demo ------------------------------------------------------------------------------------------------------
 
 def demo(args: argparse.Namespace) -> int:
+    from local_bigquery.query import run_query
+
     from .sample_data import synthetic_studies, vendor_corpus
-    from .warehouse_query import run_query
 
     started = time.monotonic()
     print("starting the local stack …", flush=True)
@@ -162,7 +165,7 @@ def _state_file(run_dir: Path) -> Path:
 def up(args: argparse.Namespace) -> int:
     run_dir: Path = args.run_dir.resolve()
     state = _read_state(run_dir)
-    if state and _alive(state["pid"]):
+    if state and process_alive(state["pid"]):
         print(f"already running (pid {state['pid']}); `python -m local_stack down` stops it")
         _print_state(state)
         return 0
@@ -190,7 +193,7 @@ def up(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     """The background process behind `up`: runs the stack until SIGTERM (from `down`), then stops it cleanly."""
     run_dir: Path = args.run_dir
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    stop_on_sigterm()
     data_dir = run_dir / "data"
     if data_dir.exists():
         import shutil
@@ -222,12 +225,12 @@ def down(args: argparse.Namespace) -> int:
         print("not running")
         return 0
     pids = [state["pid"], *state["pids"].values()]
-    if _alive(state["pid"]):
+    if process_alive(state["pid"]):
         os.kill(state["pid"], signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    left = [pid for pid in pids if _alive(pid)]
+    left = [pid for pid in pids if process_alive(pid)]
     for pid in left:  # the stack did not stop in time: end what it started, by process group
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
@@ -238,7 +241,7 @@ def down(args: argparse.Namespace) -> int:
 
 def status(args: argparse.Namespace) -> int:
     state = _read_state(args.run_dir.resolve())
-    if not state or not _alive(state["pid"]):
+    if not state or not process_alive(state["pid"]):
         print("not running")
         return 1
     print(f"running (pid {state['pid']})")
@@ -269,20 +272,6 @@ def _read_state(run_dir: Path) -> dict[str, Any] | None:
         return dict(json.loads(_state_file(run_dir).read_text()))
     except (OSError, ValueError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by its parent) still answers kill(0); treat it as gone.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def main(argv: list[str] | None = None) -> int:

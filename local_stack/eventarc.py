@@ -26,7 +26,6 @@ import base64
 import http.client
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -40,6 +39,8 @@ from urllib.parse import urlsplit
 import requests
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
+
+from healthcare_emulator.lifecycle import serve_until_stopped
 
 EVENT_TYPES = {
     "OBJECT_FINALIZE": "google.cloud.storage.object.v1.finalized",
@@ -364,14 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         delivery = Delivery(args.pubsub_host, trigger, args.concurrency)
         server.deliveries.append(delivery)
         threading.Thread(target=delivery.run, daemon=True, name=f"trigger {trigger.subscription}").start()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_stopped(server.serve_forever, server.server_close)
 
 
 if __name__ == "__main__":

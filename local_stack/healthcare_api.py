@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from dicom_pipeline.names import DicomStoreName
+
 
 def healthcare_service(url: str) -> Any:
     """healthcare v1 from the client's bundled discovery document, anonymous, talking to `url`."""
@@ -18,11 +20,11 @@ def healthcare_service(url: str) -> Any:
 def create_dicom_store(healthcare: Any, project: str, location: str, dataset: str, store: str,
                        **store_body: Any) -> str:
     """Create a dataset and a DICOM store in it; return the store's resource name."""
+    name = DicomStoreName(project, location, dataset, store)
     datasets = healthcare.projects().locations().datasets()
     datasets.create(parent=f"projects/{project}/locations/{location}", datasetId=dataset, body={}).execute()
-    dataset_name = f"projects/{project}/locations/{location}/datasets/{dataset}"
-    datasets.dicomStores().create(parent=dataset_name, dicomStoreId=store, body=store_body).execute()
-    return f"{dataset_name}/dicomStores/{store}"
+    datasets.dicomStores().create(parent=name.dataset_name, dicomStoreId=store, body=store_body).execute()
+    return str(name)
 
 
 def wait_for_operation(healthcare: Any, operation: dict[str, Any], poll_seconds: float = 0.1) -> dict[str, Any]:

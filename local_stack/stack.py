@@ -27,6 +27,8 @@ from typing import Any, Self
 
 import requests
 
+from dicom_pipeline.names import DicomStoreName
+
 from .fake_gcs import FakeGcsServer, ram_directory
 from .processes import ManagedServer, wait_until_ready
 from .pubsub_emulator import PubSubEmulator
@@ -156,7 +158,7 @@ class Names:
 
     @property
     def store_name(self) -> str:
-        return f"projects/{self.project}/locations/{self.location}/datasets/{self.dataset}/dicomStores/{self.store}"
+        return str(DicomStoreName(self.project, self.location, self.dataset, self.store))
 
     @property
     def table(self) -> str:
@@ -345,7 +347,7 @@ def instance_count(healthcare_url: str, names: Names) -> int:
 
 
 def row_counts(data_dir: Path, names: Names) -> dict[str, int]:
-    from .warehouse_query import QueryError, run_query
+    from local_bigquery.query import QueryError, run_query
 
     table = f"`{names.project}.{BQ_DATASET}.{BQ_TABLE}`"
     sql = f"SELECT SOPInstanceUID, COUNT(*) FROM {table} GROUP BY SOPInstanceUID"  # noqa: S608 - constants only

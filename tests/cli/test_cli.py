@@ -105,7 +105,7 @@ def _import_two_studies_with_a_filter_on_the_first(store, bucket):  # type: igno
 
 def test_export_bq_with_a_filter_and_write_dispositions(cli_env, emulator, healthcare, new_store, new_bucket,
                                                         capsys) -> None:
-    from local_stack.warehouse_query import run_query
+    from local_bigquery.query import run_query
 
     store, bucket = new_store(), new_bucket()
     _, target = _import_two_studies_with_a_filter_on_the_first(store, bucket)

@@ -21,7 +21,7 @@ import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
 
-from healthcare_emulator.dicom import InvalidDicom, parse_instance
+from healthcare_emulator.dicom.parsing import InvalidDicom, parse_instance
 from local_stack.sample_data import vendor_corpus
 
 pytestmark = [pytest.mark.dcmtk, pytest.mark.integration]

@@ -16,7 +16,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from googleapiclient import discovery
 
-from healthcare_emulator.storage import Storage
+from healthcare_emulator.store.dicom_store import Storage
 from local_stack.sample_data import synthetic_studies
 from tests.helpers import wait
 

@@ -241,7 +241,7 @@ def test_export_to_another_project_and_a_table_uri_of_exactly_2000_characters(em
     other = ("other-project", f"bq_{uuid.uuid4().hex[:10]}", "t")
     assert export(healthcare, store, {"tableUri": uri(other)}).get("error") is None
     assert len(rows(emulator, other)) == len(instances)
-    from local_stack.warehouse_query import run_query
+    from local_bigquery.query import run_query
 
     scoped = "bq://example.com:scoped-project.ds.t"  # a domain-scoped project ID
     assert export(healthcare, store, {"tableUri": scoped}).get("error") is None
@@ -260,7 +260,7 @@ def test_every_write_to_a_dataset_named_like_its_project(emulator, healthcare, p
     from google.auth.credentials import AnonymousCredentials
     from googleapiclient import discovery
 
-    from local_stack.warehouse_query import run_query
+    from local_bigquery.query import run_query
 
     store, instances = populated
     name = f"same{uuid.uuid4().hex[:10]}"
@@ -438,7 +438,7 @@ def test_value_mapping_pn_sq_private_dates_and_dropped_tags(emulator, healthcare
 
 
 def test_schema_json_puts_every_tag_in_one_json_column(emulator, healthcare, new_store):
-    from local_stack.warehouse_query import run_query
+    from local_bigquery.query import run_query
 
     store = new_store()
     _, data = _rich_instance()
@@ -579,7 +579,7 @@ def test_malformed_filter_line_fails_the_operation_naming_the_line(emulator, hea
 
 def test_filter_file_built_with_the_seed_query_round_trips(emulator, healthcare, populated, new_bucket):
     """Seed (Italian, filter section): export, build a filter file with the seed's SQL, export again with it."""
-    from local_stack.warehouse_query import run_query
+    from local_bigquery.query import run_query
 
     store, _ = populated
     everything, subset = new_table(), new_table()
@@ -608,7 +608,7 @@ _READER = """
 import sys, time, duckdb
 repo, data_dir, table, path, expected = sys.argv[1:]
 sys.path.insert(0, repo)
-from local_stack.warehouse_query import run_query
+from local_bigquery.query import run_query
 counts, deadline = [], time.monotonic() + 60
 while time.monotonic() < deadline and (not counts or counts[-1] < int(expected)):
     counts.append(run_query(data_dir, f"SELECT COUNT(*) FROM `{table}`")[1][0][0])
@@ -941,8 +941,8 @@ def test_vendor_corpus_rows_match_an_independent_reading_of_each_file(emulator, 
 
 
 def test_append_instances_creates_extends_and_skips_rows_over_one_megabyte(emulator, new_store, caplog):
-    from healthcare_emulator.bigquery_export import append_instances
     from healthcare_emulator.errors import InvalidArgument
+    from healthcare_emulator.jobs.bigquery_export import append_instances
 
     store = new_store()
     plain = list(synthetic_studies(studies=1, series_per_study=1, instances_per_series=2))
@@ -955,9 +955,9 @@ def test_append_instances_creates_extends_and_skips_rows_over_one_megabyte(emula
     records = {r.sop_uid: r for r in app.storage.find_instances(store_id)}
     table = new_table()
 
-    append_instances(app, uri(table), store.name, [records[plain[0].sop_uid]], True)
+    append_instances(app.data_dir, uri(table), store.name, [records[plain[0].sop_uid]], True)
     first = column_types(emulator, table)
-    append_instances(app, uri(table), store.name,
+    append_instances(app.data_dir, uri(table), store.name,
                      [records[plain[1].sop_uid], records[rich.SOPInstanceUID], records[huge.SOPInstanceUID]], True)
 
     got = rows(emulator, table)
@@ -966,13 +966,13 @@ def test_append_instances_creates_extends_and_skips_rows_over_one_megabyte(emula
     assert "OtherElements" not in first and "OtherElements" in column_types(emulator, table)
     assert "larger than BigQuery's 1 MB streaming limit" in caplog.text
     with pytest.raises(InvalidArgument, match="streamConfigs"):
-        append_instances(app, "bq://only.two", store.name, list(records.values()), False)
+        append_instances(app.data_dir, "bq://only.two", store.name, list(records.values()), False)
 
 
 def test_an_instance_whose_metadata_cannot_become_a_row_fails_alone():
     """The per-instance failure path, fed with records as storage returns them (one with unusable metadata)."""
-    from healthcare_emulator.bigquery_export import _convert
-    from healthcare_emulator.storage import InstanceRecord
+    from healthcare_emulator.jobs.bigquery_export import _convert
+    from healthcare_emulator.store.dicom_store import InstanceRecord
 
     def record(sop: str, metadata: str) -> InstanceRecord:
         return InstanceRecord(1, "1.2", "1.2.3", sop, "1.2.840.10008.5.1.4.1.1.7", ExplicitVRLittleEndian, "0" * 64,

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from healthcare_emulator.server import EmulatorServer
+from healthcare_emulator.api.server import EmulatorServer
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,7 @@ def test_large_response_body_arrives_whole(server):
     """Larger than the one-write limit: the head and the body go out in two writes, as before."""
     import requests
 
-    from healthcare_emulator import server as module
+    from healthcare_emulator.api import server as module
     from local_stack.sample_data import synthetic_instance
 
     instance = synthetic_instance(rows=512, columns=512)

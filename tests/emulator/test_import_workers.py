@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from healthcare_emulator import import_workers
-from healthcare_emulator.dicom import parse_instance
-from healthcare_emulator.gcs import GcsReader, parse_object_pattern
-from healthcare_emulator.ingest import CHECKSUM_MISMATCH, Ingest
-from healthcare_emulator.operations import Cancelled, OperationContext
-from healthcare_emulator.storage import Storage
+from healthcare_emulator.dicom.parsing import parse_instance
+from healthcare_emulator.jobs import import_workers
+from healthcare_emulator.jobs.cloud_storage import GcsReader, parse_object_pattern
+from healthcare_emulator.jobs.ingest import CHECKSUM_MISMATCH, Ingest
+from healthcare_emulator.jobs.operations import Cancelled, OperationContext
+from healthcare_emulator.store.dicom_store import Storage
 from local_stack.sample_data import synthetic_instance, synthetic_studies
 
 pytestmark = pytest.mark.integration

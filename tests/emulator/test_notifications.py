@@ -105,7 +105,7 @@ def test_concurrent_publishers_each_get_their_own_outcome(pubsub, topic):
     whose topic is missing gets the error while the others succeed."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from healthcare_emulator.notifications import ChangedInstance, Notifier
+    from healthcare_emulator.jobs.notifications import ChangedInstance, Notifier
 
     topic_path, pull = topic
     notifier = Notifier(pubsub.host)

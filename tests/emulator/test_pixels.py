@@ -1,4 +1,4 @@
-"""healthcare_emulator.pixels without HTTP: transcoding round trips, rendering arithmetic, frame cutting."""
+"""healthcare_emulator.dicom.pixels without HTTP: transcoding round trips, rendering arithmetic, frame cutting."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from healthcare_emulator import pixels
+from healthcare_emulator.dicom import pixels
 from local_stack.sample_data import synthetic_instance
 
 LOSSLESS = (pixels.EXPLICIT_LE, pixels.IMPLICIT_LE, pixels.DEFLATED_LE, pixels.RLE_LOSSLESS, pixels.JPEG_LS_LOSSLESS,

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from healthcare_emulator.errors import NotFound
-from healthcare_emulator.storage import Storage
+from healthcare_emulator.store.dicom_store import Storage
 
 DATASET = "projects/p/locations/l/datasets/d"
 STORE = f"{DATASET}/dicomStores/s"

@@ -1,7 +1,7 @@
 """The seed documents' BigQuery queries, run unchanged (apart from the table name) on exported metadata.
 
 Data goes in through STOW-RS and dicomStores.export (google-api-python-client) and is read back with
-local_stack.warehouse_query.run_query, which translates BigQuery SQL to DuckDB with sqlglot.
+local_bigquery.query.run_query, which translates BigQuery SQL to DuckDB with sqlglot.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
+from local_bigquery.query import QueryError, run_query, translate
 from local_stack.sample_data import synthetic_instance, synthetic_studies
-from local_stack.warehouse_query import QueryError, run_query, translate
 from tests.conftest import LOCATION, PROJECT, StoreRef
 from tests.emulator.test_export_bigquery import export, stow
 

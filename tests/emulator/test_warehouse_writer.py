@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from healthcare_emulator.bigquery_schema import INTEGER, STRING, Field, SchemaConflict
-from healthcare_emulator.warehouse import TableRef, connect_read_only, write_rows
+from local_bigquery.schema import INTEGER, STRING, Field, SchemaConflict
+from local_bigquery.warehouse import TableRef, connect_read_only, write_rows
 
 REF = TableRef("p", "ds", "t")
 FIELDS = [Field("SOPInstanceUID", STRING), Field("Rows", INTEGER)]
@@ -72,7 +72,7 @@ def test_the_file_is_readable_by_another_connection_between_bursts(tmp_path):
 def test_large_and_small_writes_in_one_burst_land_whole(tmp_path):
     # A write of _PARALLEL_ROWS or more runs with DuckDB's thread pool, the small ones queued with it on
     # the same connection run in one thread: all of them land, each once.
-    from healthcare_emulator.warehouse import _PARALLEL_ROWS
+    from local_bigquery.warehouse import _PARALLEL_ROWS
 
     big = [row(n) for n in range(_PARALLEL_ROWS + 200)]
     small = [[row(n)] for n in range(len(big), len(big) + 20)]

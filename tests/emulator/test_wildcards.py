@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from healthcare_emulator.errors import InvalidArgument
-from healthcare_emulator.gcs import parse_object_pattern
+from healthcare_emulator.jobs.cloud_storage import parse_object_pattern
 from local_stack.sample_data import synthetic_instance
 from tests.helpers import run_import
 
@@ -78,7 +78,7 @@ def test_import_reads_exactly_the_matching_objects_and_keeps_the_storage_class(h
 
 
 def test_listing_follows_every_page(fake_gcs, new_bucket):
-    from healthcare_emulator.gcs import GcsReader
+    from healthcare_emulator.jobs.cloud_storage import GcsReader
 
     bucket = new_bucket()
     for i in range(23):

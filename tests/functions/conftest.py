@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from cloudevents.http import CloudEvent
 
-from local_stack.warehouse_query import run_query
+from local_bigquery.query import run_query
 
 STORAGE_TYPE = "google.cloud.storage.object.v1.finalized"
 PUBSUB_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"

@@ -212,7 +212,7 @@ def test_structured_mode_with_no_message_is_dead_lettered(pipeline, app_client) 
 def test_dedup_query_collapses_a_race(pipeline) -> None:
     from dicom_pipeline.exporter import dedup_query
     from dicom_pipeline.names import BigQueryTableUri
-    from local_stack.warehouse_query import run_query
+    from local_bigquery.query import run_query
 
     (instance,) = _stored(pipeline)
     # Two messages for the same instance (the race the idempotency record cannot see) append two rows.
@@ -330,7 +330,8 @@ def test_a_transiently_failed_export_releases_its_claims_and_redeliveries_raise(
     import subprocess
     import sys
 
-    from healthcare_emulator import bigquery_export, warehouse
+    from healthcare_emulator.jobs import bigquery_export
+    from local_bigquery import warehouse
 
     (instance,) = _stored(pipeline)
     # Another process holds the warehouse file of the table's project: the emulator's write gives up with
