@@ -136,9 +136,14 @@ class Console:
                 session = requests.Session()
             else:
                 import google.auth
+                from google.auth.exceptions import DefaultCredentialsError
                 from google.auth.transport.requests import AuthorizedSession
 
-                credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+                try:
+                    credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+                except DefaultCredentialsError as exc:
+                    raise ConsoleError(f"no Google Cloud credentials ({str(exc)[:200]}); run `gcloud auth"
+                                       " application-default login`, or start the console for the local stack") from exc
                 session = AuthorizedSession(credentials)
             self._local.session = session
         return session

@@ -175,3 +175,15 @@ def test_a_store_that_does_not_answer_is_one_line_naming_it() -> None:
     assert response.status_code == 502
     error = re.search(r'<p class="error" role="alert">(.*?)</p>', response.text, re.S)
     assert error and error[1] == f"datasets.list: cannot reach {nobody} (ConnectionError); is it running?"
+
+
+def test_google_cloud_without_credentials_says_how_to_get_them(tmp_path, monkeypatch) -> None:
+    from console.server import ConsoleServer
+    from console.settings import resolve
+
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    with ConsoleServer(resolve(project="some-project", run_dir=tmp_path)) as console:
+        response = requests.get(f"{console.url}/datasets", timeout=30)
+    assert response.status_code == 400
+    assert "no Google Cloud credentials" in response.text and "gcloud auth application-default login" in response.text
+    assert "Google Cloud · some-project" in response.text
