@@ -438,8 +438,8 @@ def _operation_view(op: dict[str, Any]) -> dict[str, Any]:
 def _chart(points: list[tuple[float, float]], width: int = 600, height: int = 160) -> dict[str, Any]:
     """An SVG polyline of instances per second over the last minute (server-side: no chart library)."""
     if not points:
-        return {"points": "", "width": width, "height": height, "top": 0}
-    top = max(10.0, max(r for _, r in points) * 1.15)
+        return {"points": "", "width": width, "height": height, "top": 10}
+    top = max(10.0, max(r for _, r in points) * 1.15)  # at least 0-10/s: a quiet store draws a flat line
     span = max(60.0, points[-1][0])
     coords = " ".join(f"{width * t / span:.1f},{height - height * r / top:.1f}" for t, r in points)
     return {"points": coords, "width": width, "height": height, "top": round(top)}

@@ -7,13 +7,14 @@ import time
 
 import pytest
 import requests
+from selenium.webdriver.support.ui import WebDriverWait
 
 from cli import main
 from console.server import ConsoleServer
 from console.settings import resolve
 from local_stack.sample_data import synthetic_instance
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
 
 
 def _until(check, timeout: float = 90) -> None:  # type: ignore[no-untyped-def]
@@ -23,7 +24,7 @@ def _until(check, timeout: float = 90) -> None:  # type: ignore[no-untyped-def]
         time.sleep(0.5)
 
 
-def test_the_console_follows_the_local_stack(tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_console_follows_the_local_stack(tmp_path, capsys, monkeypatch, browser, screenshot) -> None:  # type: ignore[no-untyped-def]
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
@@ -54,5 +55,20 @@ def test_the_console_follows_the_local_stack(tmp_path, capsys, monkeypatch) -> N
             _until(lambda: "1 row(s)" in requests.get(f"{console.url}/query", params={"sql": sql}, timeout=30).text)
             pipeline = requests.get(f"{console.url}/pipeline", timeout=30).text
             assert pipeline.count("NOT ANSWERING") == 0 and pipeline.count(">answers<") == 6
+            # A burst through the whole pipeline while the Pipeline page samples the store every second.
+            browser.get(f"{console.url}/pipeline")
+            WebDriverWait(browser, 30).until(lambda b: b.find_elements("css selector", "#instance-count"))
+            time.sleep(3)  # a few quiet samples before the burst
+            for i in range(60):
+                landing.blob(f"burst/{i}.dcm").upload_from_string(
+                    synthetic_instance(patient_id=f"BURST-{i}", rows=8, columns=8).data)
+            WebDriverWait(browser, 90).until(
+                lambda b: b.find_element("css selector", "#instance-count").text == "61")
+            time.sleep(3)  # samples after the burst, so the chart comes down again
+            browser.refresh()  # the samples are the server's: the reloaded page lists the burst's operations too
+            WebDriverWait(browser, 30).until(lambda b: b.find_elements("css selector", "svg.chart polyline"))
+            screenshot("20-local-stack-pipeline")
+            browser.get(f"{console.url}/dead-letters")
+            screenshot("21-local-stack-dead-letters")
     finally:
         assert main(["local-stack", "down", "--run-dir", str(run_dir)]) == 0
