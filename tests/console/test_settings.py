@@ -61,3 +61,15 @@ def test_a_transfer_syntax_the_api_does_not_export_is_refused() -> None:
         export_mime_type("dcm", "1.2.3")
     with pytest.raises(ConsoleError, match="raw pixel data"):
         export_mime_type("octet", "1.2.840.10008.1.2.4.50")
+
+
+def test_the_console_does_not_import_the_emulator_or_the_local_stack() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, console.app, console.server; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('healthcare_emulator', 'local_stack')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[2]).stdout
+    assert out.strip() == "[]"
