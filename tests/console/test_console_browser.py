@@ -133,6 +133,13 @@ def test_an_instance_shows_its_metadata_tree_and_frames(imported, browser, scree
     _wait_for(browser, ".viewer", "frame 2 of 15")
     assert browser.find_element("id", "frame").get_attribute("src").endswith("frame=2&viewport=512,512")
 
+    browser.get(base + "?modality=CT")  # a single-frame CT, for the picture of an instance page
+    for _ in range(3):
+        _wait_for(browser, ".tile").click()
+    _wait_for(browser, "ul.tree")
+    assert "1 frame" in browser.find_element("css selector", ".viewer").text
+    screenshot("04-instance-ct")
+
 
 def test_export_to_bigquery_with_write_truncate_then_query(imported, browser, screenshot) -> None:  # type: ignore[no-untyped-def]
     _, _, base = imported
