@@ -29,10 +29,12 @@ system-deps:
 
 test: setup $(CHECKOV)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 demo: setup
 	$(PY) -m local_stack demo
@@ -56,4 +58,4 @@ bench: setup
 	$(PY) bench/functions_cold_start.py
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache .emulator-data
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache .mypy_cache .emulator-data

@@ -53,7 +53,7 @@ def _start_emulator(data_dir: str) -> tuple[subprocess.Popen[bytes], str]:
 
 def _fill(url: str, instances: int, batch: int = 250) -> tuple[str, str, str, str]:
     """STOW-RS in multipart batches; returns one (PatientID, study, series, instance) to open pages on."""
-    from local_stack.sample_data import synthetic_studies
+    from dicom_samples import synthetic_studies
 
     base = f"{url}/v1/projects/{PROJECT}/locations/{LOCATION}/datasets"
     requests.post(f"{base}?datasetId={DATASET}", json={}, timeout=30).raise_for_status()

@@ -31,9 +31,9 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from dicom_samples import synthetic_studies  # noqa: E402
 from local_stack.fake_gcs import FakeGcsServer  # noqa: E402
 from local_stack.processes import cpu_seconds, free_port, http_ok, wait_until_ready  # noqa: E402
-from local_stack.sample_data import synthetic_studies  # noqa: E402
 
 PROJECT, LOCATION, DATASET, STORE = "bench", "us-central1", "ds", "store"
 BUCKET, TOPIC = "bench-upload", "dicom-notifications"
@@ -101,7 +101,7 @@ def create_resources(base: str, gcs: str, pubsub_host: str | None) -> None:
 
 
 @contextlib.contextmanager
-def py_spy(pid: int, out: str | None):  # type: ignore[no-untyped-def]
+def py_spy(pid: int, out: str | None):
     """py-spy record --gil on the emulator while the block runs (only with --py-spy)."""
     if not out:
         yield

@@ -88,7 +88,7 @@ class Bench:
         self.pubsub, self.sink, self.concurrency = pubsub, sink, concurrency
         self.http = requests.Session()
         self.http.trust_env = False
-        self.emulator_pid = pubsub._process.pid  # type: ignore[union-attr]
+        self.emulator_pid = pubsub._process.pid
 
     def subscription(self) -> tuple[str, str]:
         base = f"http://{self.pubsub.host}/v1/projects/{PROJECT}"
@@ -152,7 +152,7 @@ class Bench:
     def phase(self, mode: str, count: int, rate: float, calibrate: bool) -> None:
         topic, subscription = self.subscription()
         with EventarcAdapter(self.pubsub.host, [f"pubsub:{subscription}={self.sink.url}"]) as adapter:
-            adapter_pid = adapter._process.pid  # type: ignore[union-attr]
+            adapter_pid = adapter._process.pid
             # Warm-up (adapter imports, connections, the JVM's JIT on this path), not measured.
             self.sink.latency.clear()
             self.publish_pattern(topic, "burst", WARM_UP, rate)

@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import duckdb
 
+    from dicom_samples import synthetic_studies
     from healthcare_emulator import EmulatorServer
     from local_stack.healthcare_api import create_dicom_store, healthcare_service, wait_for_operation
-    from local_stack.sample_data import synthetic_studies
 
     print(f"cpus: {os.cpu_count()}  load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with EmulatorServer() as server:

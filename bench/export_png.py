@@ -42,13 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mime-type", default="image/png", help="gcsDestination.mimeType (default image/png)")
     args = parser.parse_args(argv)
 
+    import google.cloud.storage as storage
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
 
+    from dicom_samples import synthetic_studies
     from healthcare_emulator import EmulatorServer
     from local_stack.fake_gcs import FakeGcsServer
     from local_stack.healthcare_api import create_dicom_store, healthcare_service, wait_for_operation
-    from local_stack.sample_data import synthetic_studies
 
     print(f"cpus: {os.cpu_count()}  load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with FakeGcsServer() as gcs, EmulatorServer(storage_emulator_host=gcs.url) as server:
@@ -72,11 +72,11 @@ def main(argv: list[str] | None = None) -> int:
             name=store, body={"gcsSource": {"uri": f"gs://{BUCKET}/in/*.dcm"}}).execute())
         assert imported["metadata"]["counter"] == {"success": str(args.count)}, imported
 
-        cpu_here, cpu_gcs = _cpu_of(os.getpid()), _cpu_of(gcs._process.pid)  # type: ignore[union-attr]
+        cpu_here, cpu_gcs = _cpu_of(os.getpid()), _cpu_of(gcs._process.pid)
         operation = wait_for_operation(healthcare, datasets.dicomStores().export(
             name=store, body={"gcsDestination": {"uriPrefix": f"gs://{BUCKET}/out", "mimeType": args.mime_type}},
         ).execute())
-        cpu_here, cpu_gcs = _cpu_of(os.getpid()) - cpu_here, _cpu_of(gcs._process.pid) - cpu_gcs  # type: ignore[union-attr]
+        cpu_here, cpu_gcs = _cpu_of(os.getpid()) - cpu_here, _cpu_of(gcs._process.pid) - cpu_gcs
         seconds = _seconds(operation["metadata"]["endTime"]) - _seconds(operation["metadata"]["createTime"])
         counter = operation["metadata"].get("counter", {})
         written = sum(1 for _ in client.list_blobs(BUCKET, prefix="out/"))

@@ -80,13 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=50, help="warm events after the first (default 50)")
     args = parser.parse_args(argv)
 
+    import google.cloud.storage as storage
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
 
+    from dicom_samples import synthetic_instance
     from healthcare_emulator import EmulatorServer
     from local_stack.fake_gcs import FakeGcsServer
     from local_stack.healthcare_api import healthcare_service
-    from local_stack.sample_data import synthetic_instance
 
     with FakeGcsServer() as gcs, EmulatorServer(port=0, storage_emulator_host=gcs.url) as emulator:
         hc = healthcare_service(emulator.url)

@@ -48,12 +48,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=1000, help="calls of each kind (default 1000)")
     args = parser.parse_args()
+    import google.cloud.storage as gcs
     from google.api_core.exceptions import NotFound
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage as gcs
 
     with FakeGcsServer(backend="filesystem") as server:
-        pid = server._process.pid  # type: ignore[union-attr]
+        pid = server._process.pid
         settings = _Settings(server.url)
         def library_client() -> gcs.Client:
             client = gcs.Client(project="bench-project", credentials=AnonymousCredentials(),

@@ -47,7 +47,7 @@ MB = 1024 * 1024
 
 def generate(files_dir: Path, count: int, sizes: tuple[int, ...]) -> int:
     """Write `count` synthetic instances (10 per series, 2 series per study); return the total bytes."""
-    from local_stack.sample_data import synthetic_studies
+    from dicom_samples import synthetic_studies
 
     per_study = 20
     studies = -(-count // per_study)
@@ -60,8 +60,8 @@ def generate(files_dir: Path, count: int, sizes: tuple[int, ...]) -> int:
 
 
 def upload(gcs_url: str, files: list[Path]) -> None:
+    import google.cloud.storage as storage
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
 
     local = threading.local()
 

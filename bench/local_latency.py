@@ -27,8 +27,8 @@ import urllib3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dicom_samples import synthetic_instance, synthetic_studies
 from local_stack.processes import cpu_seconds
-from local_stack.sample_data import synthetic_instance, synthetic_studies
 from local_stack.stack import UPLOAD_BUCKET, LocalStack
 
 

@@ -1,17 +1,26 @@
-"""`dicom-pipeline console`: the web console on 127.0.0.1 (console/), for the local stack or Google Cloud."""
+"""`dicom-pipeline console`: the web console on 127.0.0.1 (console/), for the local stack or Google Cloud.
+
+The console is its own package; this command becomes `python -m console` (exec: same process, so Ctrl-C and
+SIGTERM reach the server directly) rather than importing it, as `local-stack` runs `python -m local_stack`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
-from .common import OK, UsageError
+from .common import UsageError, endpoint
 
 EXAMPLES = """examples:
   dicom-pipeline local-stack up && dicom-pipeline console      # the local stack (reads .local-stack/state.json)
   dicom-pipeline console --project my-project --location us-central1   # Google Cloud, default credentials
 """
+# What `python -m console` imports first; missing, the child could only print a traceback.
+_CONSOLE_MODULES = ("console", "starlette", "uvicorn", "jinja2", "multipart")
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -29,16 +38,15 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_console(args: argparse.Namespace) -> int:
-    try:
-        from console.server import serve
-        from console.settings import resolve
-    except ModuleNotFoundError as exc:
-        raise UsageError(f"the console needs {exc.name}: pip install 'dicom-pipeline[console]' (from a checkout:"
-                         " make setup)") from exc
-    settings = resolve(endpoint=args.endpoint, project=args.project, location=args.location,
-                       warehouse_dir=args.data_dir, staging_bucket=args.staging_bucket, run_dir=args.run_dir)
-    where = (f"the local stack at {settings.endpoint}" if settings.is_local
-             else f"Google Cloud project {settings.project}")
-    print(f"console for {where}: http://{args.host}:{args.port}/  (Ctrl-C stops it)", flush=True)
-    serve(settings, args.host, args.port)
-    return OK
+    for module in _CONSOLE_MODULES:
+        if importlib.util.find_spec(module) is None:
+            raise UsageError(f"the console needs {module}: pip install 'dicom-pipeline[console]' (from a checkout:"
+                             " make setup)")
+    argv = [sys.executable, "-m", "console", "--run-dir", str(args.run_dir), "--host", args.host,
+            "--port", str(args.port)]
+    for flag, value in (("--endpoint", endpoint(args)), ("--project", args.project), ("--location", args.location),
+                        ("--data-dir", args.data_dir), ("--staging-bucket", args.staging_bucket)):
+        if value:
+            argv += [flag, value]
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter and module, arguments as a list

@@ -102,7 +102,7 @@ def client(emulator_host: str | None, project: str | None) -> Any:
     # google-cloud-storage 3.x fetches each bucket's metadata in a background thread only to label tracing
     # spans: an extra request per bucket, for traces we do not emit.
     os.environ.setdefault("DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA", "true")
-    from google.cloud import storage
+    import google.cloud.storage as storage
 
     if emulator_host:
         from google.auth.credentials import AnonymousCredentials

@@ -32,7 +32,7 @@ class Settings:
     # The same for imports: objects whose events are served together share one import operation.
     import_batch_window: float = 0.25
     # Half the function's concurrency (80): a batch that takes every request in flight leaves none to collect
-    # the next batch while it imports; two halves overlap (bench-local: a 2,000 burst 134 → 140/s).
+    # the next batch while it imports; two halves overlap (measured with bench-local: bench/README.md).
     import_batch_max: int = 40
 
     @classmethod

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 
 class PipelineError(Exception):
     """Root of every error the pipeline raises on purpose."""
+
+    operation: str | None = None  # the long-running operation it concerns, when there is one
 
 
 class TransientError(PipelineError):
@@ -46,7 +49,7 @@ def classify(exc: BaseException, what: str) -> PipelineError:
     return TransientError(f"{what}: unexpected {name}: {_short(exc)}")
 
 
-def classify_operation_error(error: dict, what: str, logs_url: str | None = None) -> PipelineError:
+def classify_operation_error(error: dict[str, Any], what: str, logs_url: str | None = None) -> PipelineError:
     """A finished long-running operation's `error` Status → Transient or Permanent."""
     code = int(error.get("code", 2) or 2)
     detail = f"{what}: operation failed (code {code}): {error.get('message', '')[:300]}"

@@ -51,6 +51,7 @@ def import_object(settings: Settings, obj: StorageObject, event_id: str) -> str:
 
     key = hashlib.sha256(f"{obj.bucket}/{obj.name}#{obj.generation}".encode()).hexdigest()[:40]
     record_name = f"outcomes/import/{key}.json"
+    operation: dict[str, Any] | None  # None: a batch's copy of this object failed (below)
     previous = cloud_storage.read_json(settings, settings.staging_bucket, record_name)
     if previous is not None:
         record, _ = previous

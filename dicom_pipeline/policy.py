@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from . import cloud_storage, logs
 from .config import Settings
-from .errors import PermanentError, TransientError, classify
+from .errors import PermanentError, PipelineError, TransientError, classify
 
 T = TypeVar("T")
 
@@ -54,6 +54,6 @@ def _dead_letter(settings: Settings, kind: str, event_id: str, subject: dict[str
              record=f"gs://{settings.staging_bucket}/{name}")
 
 
-def with_operation(exc: PermanentError | TransientError, operation: str | None) -> Any:
-    exc.operation = operation  # type: ignore[union-attr]
+def with_operation(exc: PipelineError, operation: str | None) -> PipelineError:
+    exc.operation = operation
     return exc

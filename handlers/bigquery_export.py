@@ -10,7 +10,8 @@ from cloudevents.http import CloudEvent
 from dicom_pipeline import events, exporter, logs, policy
 
 
-@functions_framework.cloud_event
+# functions-framework types an event function as returning None; the outcome returned is for direct callers.
+@functions_framework.cloud_event  # type: ignore[arg-type]
 def export_dicom_metadata(cloud_event: CloudEvent) -> str | None:
     event_id = str(cloud_event["id"])
     if cloud_event["type"] != events.PUBSUB_PUBLISHED:

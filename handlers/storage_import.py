@@ -10,7 +10,8 @@ from cloudevents.http import CloudEvent
 from dicom_pipeline import events, importer, logs, policy
 
 
-@functions_framework.cloud_event
+# functions-framework types an event function as returning None; the outcome returned is for direct callers.
+@functions_framework.cloud_event  # type: ignore[arg-type]
 def import_dicom_object(cloud_event: CloudEvent) -> str | None:
     event_id = str(cloud_event["id"])
     if cloud_event["type"] != events.STORAGE_FINALIZED:

@@ -16,6 +16,7 @@ transaction, so a burst of small exports pays for one open and one checkpoint in
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 from urllib.parse import quote, unquote
 
 import duckdb
@@ -137,8 +139,9 @@ def _connect_for_write(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
     path.parent.mkdir(parents=True, exist_ok=True)
     con = _with_retry(lambda: duckdb.connect(str(path)), timeout, f"warehouse database {path}")
     con.execute("SET TimeZone = 'UTC'")  # rows carry UTC times; a TIMESTAMPTZ column must read them so
-    # One thread: DuckDB's parallel operators cost ~30% more CPU on the small writes exports and streaming
-    # make (tens of rows); write_rows raises it for large ones, where parallel reading saves wall time.
+    # One thread: DuckDB's parallel operators cost more CPU than they save on the small writes exports and
+    # streaming make (tens of rows; bench/README.md); write_rows raises it for large ones, where parallel
+    # reading saves wall time.
     con.execute("SET threads = 1")
     return con
 
@@ -241,7 +244,7 @@ def connect_read_only(data_dir: str | os.PathLike[str],
         con.execute("SET TimeZone = 'UTC'")  # TIMESTAMP columns hold UTC, as BigQuery's do
         for project, path in project_databases(data_dir).items():
             attach = f"ATTACH {quote_literal(str(path))} AS {quote_identifier(project)} (READ_ONLY)"
-            _with_retry(lambda attach=attach: con.execute(attach), timeout, f"warehouse database {path}")
+            _with_retry(functools.partial(con.execute, attach), timeout, f"warehouse database {path}")
     except BaseException:
         con.close()
         raise
@@ -265,12 +268,13 @@ def duckdb_type(f: Field) -> str:
 def field_from_duckdb(name: str, dtype: duckdb.sqltypes.DuckDBPyType) -> Field:
     """The BigQuery view of an existing column; types BigQuery has no name for stay as "DUCKDB:<type>"."""
     if dtype.id == "list":
-        inner = field_from_duckdb(name, dtype.children[0][1])
+        inner = field_from_duckdb(name, cast(duckdb.sqltypes.DuckDBPyType, dtype.children[0][1]))
         if not inner.repeated:  # BigQuery has no list of lists
             inner.repeated = True
             return inner
     elif dtype.id == "struct":
-        return Field(name, RECORD, False, {n: field_from_duckdb(n, t) for n, t in dtype.children})
+        return Field(name, RECORD, False,
+                     {n: field_from_duckdb(n, cast(duckdb.sqltypes.DuckDBPyType, t)) for n, t in dtype.children})
     elif str(dtype) == "JSON":
         return Field(name, JSON)
     elif dtype.id in _FROM_DUCKDB:
@@ -399,7 +403,7 @@ def _write(con: duckdb.DuckDBPyConnection, catalog: str, ref: TableRef, fields: 
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {_schema_sql(catalog, ref)}")
     rows_before = None
     if existing is not None:
-        rows_before = con.execute(f"SELECT count(*) FROM {_table_sql(catalog, ref)}").fetchone()[0]  # noqa: S608
+        rows_before = con.execute(f"SELECT count(*) FROM {_table_sql(catalog, ref)}").fetchall()[0][0]  # noqa: S608
     if check is not None:
         check(rows_before)
     result = WriteResult(rows_before, count)

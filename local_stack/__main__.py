@@ -50,9 +50,8 @@ LIMIT 10;
 # --- demo ------------------------------------------------------------------------------------------------------
 
 def demo(args: argparse.Namespace) -> int:
+    from dicom_samples import synthetic_studies, vendor_corpus
     from local_bigquery.query import run_query
-
-    from .sample_data import synthetic_studies, vendor_corpus
 
     started = time.monotonic()
     print("starting the local stack …", flush=True)
@@ -177,14 +176,13 @@ def up(args: argparse.Namespace) -> int:
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                    cwd=Path(__file__).resolve().parents[1])
     deadline = time.monotonic() + 120
-    while not _state_file(run_dir).exists():
+    while (state := _read_state(run_dir)) is None:  # written atomically: readable once it exists
         if process.poll() is not None or time.monotonic() > deadline:
             print(f"the local stack did not start:\n{tail(log, 40)}", file=sys.stderr)
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
             return 1
         time.sleep(0.05)
-    state = _read_state(run_dir)
     print(f"local stack running in the background (pid {process.pid}, run dir {run_dir})")
     _print_state(state)
     return 0

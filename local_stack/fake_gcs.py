@@ -35,11 +35,10 @@ class FakeGcsServer(ManagedServer):
     """fake-gcs-server on 127.0.0.1; `url` goes into STORAGE_EMULATOR_HOST.
 
     Backend "memory" (the default) suits a few objects. Its cost per request grows with the objects in the
-    bucket: every lookup and create scans the bucket's list (measured 1 ms per create at 1,000 objects,
-    5.5 ms at 6,000; fsouza/fake-gcs-server#2357). Backend "filesystem" looks objects up by file name and
-    costs the same at any size (0.45 ms per create, 0.2 ms per read measured on tmpfs; on a disk, several
-    times more system CPU per create), so it keeps its files in a private directory in RAM when the machine
-    has /dev/shm, removed on stop().
+    bucket: every lookup and create scans the bucket's list (fsouza/fake-gcs-server#2357). Backend
+    "filesystem" looks objects up by file name and costs the same at any size (on a disk, with several times
+    more system CPU per create than in RAM), so it keeps its files in a private directory in RAM when the
+    machine has /dev/shm, removed on stop(). Figures: bench/README.md.
 
     Pass pubsub_topic (and PUBSUB_EMULATOR_HOST in env) to publish object events, as the local stack does.
     """
@@ -71,7 +70,7 @@ class FakeGcsServer(ManagedServer):
 
     def environment(self) -> dict[str, str]:
         # Go's collector at its default target (GOGC=100) runs often for a server that allocates per
-        # request: 400 trades some memory (tens of MB here) for ~10% less CPU in a burst (bench-local).
+        # request: 400 trades some memory for less CPU in a burst (bench-local; bench/README.md).
         return {"GOGC": os.environ.get("GOGC", "400"), **self._env}
 
     def ready_url(self) -> str:

@@ -42,7 +42,7 @@ class PubSubEmulator(ManagedServer):
     def environment(self) -> dict[str, str]:
         # On 2 cores the JVM's default C2 compiler and G1 collector threads take CPU from every other
         # component: the client compiler alone and the serial collector cut the emulator's CPU per message
-        # by more than half in a burst (bench-local: 3.8 → 1.6 ms per instance). The launcher reads JAVA_OPTS.
+        # by more than half in a burst (bench-local; bench/README.md). The launcher reads JAVA_OPTS.
         return {"JAVA_OPTS": os.environ.get("JAVA_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")}
 
     def ready_url(self) -> str:

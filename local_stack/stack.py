@@ -109,7 +109,7 @@ class FunctionServer(_AnswersServer):
         # THREADS: gunicorn threads, i.e. the requests one instance serves at once: gen2's concurrency,
         # function_concurrency in terraform (80). Handlers mostly wait on the API, so threads are cheap, and
         # both functions batch what arrives together: a burst's throughput is requests in flight divided
-        # by the time each waits for its batch's operation (64 in flight: 91/s in bench-local, 80: 102/s).
+        # by the time each waits for its batch's operation (bench-local; figures in bench/README.md).
         return {"THREADS": str(FUNCTION_CONCURRENCY), **self._env, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
 
     def ready_url(self) -> str:
@@ -260,8 +260,8 @@ class LocalStack:
             raise RuntimeError(f"Pub/Sub emulator: PUT {path} → {response.status_code} {response.text[:300]}")
 
     def _create_resources(self) -> None:
+        import google.cloud.storage as storage
         from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
 
         project = self.names.project
         # The triggers' subscriptions, drained by the Eventarc adapter (the emulator's push is one at a time).
@@ -284,8 +284,8 @@ class LocalStack:
     # --- what happened ----------------------------------------------------------------------------------------
 
     def storage_client(self) -> Any:
+        import google.cloud.storage as storage
         from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
 
         return storage.Client(project=self.names.project, credentials=AnonymousCredentials(),
                               client_options={"api_endpoint": self.gcs.url})

@@ -52,7 +52,7 @@ def emulator(fake_gcs: FakeGcsServer, pubsub: PubSubEmulator | None,
 
 
 @pytest.fixture(scope="session")
-def healthcare(emulator: EmulatorServer):  # type: ignore[no-untyped-def]
+def healthcare(emulator: EmulatorServer):
     """google-api-python-client's healthcare v1 service (static discovery), anonymous, pointed at the emulator."""
     from google.auth.credentials import AnonymousCredentials
     from googleapiclient import discovery
@@ -62,9 +62,9 @@ def healthcare(emulator: EmulatorServer):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def gcs_client(fake_gcs: FakeGcsServer):  # type: ignore[no-untyped-def]
+def gcs_client(fake_gcs: FakeGcsServer):
+    import google.cloud.storage as storage
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
 
     return storage.Client(project=PROJECT, credentials=AnonymousCredentials(),
                           client_options={"api_endpoint": fake_gcs.url})
@@ -87,7 +87,7 @@ class StoreRef:
 
 
 @pytest.fixture
-def new_store(healthcare) -> Callable[..., StoreRef]:  # type: ignore[no-untyped-def]
+def new_store(healthcare) -> Callable[..., StoreRef]:
     """Create a fresh dataset and DICOM store through the real client; returns their names."""
 
     def create(**store_body: object) -> StoreRef:
@@ -101,19 +101,19 @@ def new_store(healthcare) -> Callable[..., StoreRef]:  # type: ignore[no-untyped
 
 
 @pytest.fixture
-def new_bucket(gcs_client) -> Callable[[], object]:  # type: ignore[no-untyped-def]
-    def create():  # type: ignore[no-untyped-def]
+def new_bucket(gcs_client) -> Callable[[], object]:
+    def create():
         return gcs_client.create_bucket(f"bucket-{uuid.uuid4().hex[:12]}")
 
     return create
 
 
 @pytest.fixture(scope="session")
-def pubsub_clients(pubsub):  # type: ignore[no-untyped-def]
+def pubsub_clients(pubsub):
     """Publisher and subscriber clients on insecure channels to the Pub/Sub emulator."""
+    import google.cloud.pubsub_v1 as pubsub_v1
     import grpc
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import pubsub_v1
     from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
     from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
@@ -127,7 +127,7 @@ def pubsub_clients(pubsub):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def topic(pubsub_clients):  # type: ignore[no-untyped-def]
+def topic(pubsub_clients):
     """A new Pub/Sub topic with one pull subscription; returns (topic path, pull(expected, wait) -> messages)."""
     publisher, subscriber = pubsub_clients
     suffix = uuid.uuid4().hex[:10]
@@ -135,7 +135,7 @@ def topic(pubsub_clients):  # type: ignore[no-untyped-def]
     subscription = subscriber.create_subscription(name=f"projects/{PROJECT}/subscriptions/sub-{suffix}",
                                                   topic=topic_path).name
 
-    def pull(expected: int, wait: float = 10.0) -> list:  # type: ignore[type-arg]
+    def pull(expected: int, wait: float = 10.0) -> list:
         import time
 
         received = []
@@ -155,7 +155,7 @@ def topic(pubsub_clients):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def gcloud(emulator, tmp_path):  # type: ignore[no-untyped-def]
+def gcloud(emulator, tmp_path):
     """Run the real gcloud CLI pointed at the emulator (reference §8.3), in a throw-away config."""
     import subprocess
 

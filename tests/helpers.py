@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 
-def wait(healthcare, operation: dict, timeout: float = 60) -> dict:  # type: ignore[no-untyped-def]
+def wait(healthcare, operation: dict, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while "done" not in operation:
         assert time.monotonic() < deadline, f"operation {operation['name']} still running after {timeout} s"
@@ -14,11 +14,11 @@ def wait(healthcare, operation: dict, timeout: float = 60) -> dict:  # type: ign
     return operation
 
 
-def run_import(healthcare, store, uri: str, **extra: object) -> dict:  # type: ignore[no-untyped-def]
+def run_import(healthcare, store, uri: str, **extra: object) -> dict:
     stores = healthcare.projects().locations().datasets().dicomStores()
     operation = stores.import_(name=store.name, body={"gcsSource": {"uri": uri}, **extra}).execute()
     return wait(healthcare, operation)
 
 
-def metrics(healthcare, store) -> dict:  # type: ignore[no-untyped-def]
+def metrics(healthcare, store) -> dict:
     return healthcare.projects().locations().datasets().dicomStores().getDICOMStoreMetrics(name=store.name).execute()

@@ -81,7 +81,7 @@ class ParsedInstance:
         return _compact_json(self.metadata)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Import workers send instances to the parent process: the JSON text unpickles ~5x faster than
+        # Import workers send instances to the parent process: the JSON text unpickles much faster than
         # the nested dicts it encodes (one json.loads instead of thousands of small objects).
         return (_parsed_from_text, (self.study_uid, self.series_uid, self.sop_uid, self.sop_class_uid,
                                     self.transfer_syntax_uid, self.sha256, self.size, self.metadata_json()))

@@ -50,7 +50,7 @@ RENDER_FORMATS = ("jpeg", "png")
 
 # Lossy settings: our choices, the real API documents none.
 JPEG_QUALITY = 90  # Pillow quality for JPEG baseline transcoding and rendered JPEG frames
-PNG_COMPRESS_LEVEL = 1  # zlib level: ~3x faster than Pillow's default 6 on CT frames, ~30% larger files
+PNG_COMPRESS_LEVEL = 1  # zlib level: far faster than Pillow's default 6, somewhat larger files (bench/export_png.py)
 J2K_COMPRESSION_RATIO = 10.0  # JPEG 2000 (4.91): one quality layer at 10:1
 JPEG_LS_NEAR_ERROR = 2  # JPEG-LS near-lossless (4.81): NEAR parameter, max absolute error per sample
 _LOSSY_METHODS = {JPEG_BASELINE: "ISO_10918_1", JPEG_LS_NEAR_LOSSLESS: "ISO_14495_1", J2K: "ISO_15444_1"}

@@ -68,7 +68,7 @@ def parse_object_pattern(uri: str) -> ObjectPattern:
 
 def storage_client(emulator_host: str | None):  # type: ignore[no-untyped-def]
     """A google-cloud-storage client: anonymous against an emulator, default credentials otherwise."""
-    from google.cloud import storage  # imported lazily: only Cloud Storage work needs it
+    import google.cloud.storage as storage  # imported lazily: only Cloud Storage work needs it
 
     if not emulator_host:
         return storage.Client()
@@ -168,7 +168,8 @@ class GcsReader:
         """One plain GET of a JSON API URL on a kept-alive connection.
 
         Why not the storage client: its per-request machinery (retry wrapper, tracing span, proxy lookups
-        in the environment, URL re-parsing) took ~60% of an import's CPU against a loopback emulator.
+        in the environment, URL re-parsing) took most of an import's CPU against a loopback emulator
+        (bench/import_throughput.py; bench/README.md).
         The URLs and the errors (google.api_core exceptions, e.g. NotFound) are the client's own.
         """
         for attempt in (1, 2):

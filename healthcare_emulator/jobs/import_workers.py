@@ -92,7 +92,7 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     """forkserver: workers fork from a clean, single-threaded server that imported pydicom once.
 
     Not plain fork: this process has threads (HTTP server, SQLite, operations) that fork would copy
-    mid-flight. Not spawn: every worker would pay the ~0.3 s CPU of importing pydicom and this package.
+    mid-flight. Not spawn: every worker would pay the CPU of importing pydicom and this package again.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")

@@ -41,7 +41,7 @@ _READERS = max(4, (os.cpu_count() or 2) * 2)  # threads staging here; parsing sh
 _POOL_MIN_OBJECTS = 256  # smaller imports finish in threads before workers would be of use
 _POOL_TASK = 8  # objects per worker task: amortizes the pool's per-task pickling and wake-ups
 _POOL_IN_FLIGHT = 3  # tasks queued per worker, so none waits for this process between tasks
-_WARM_UP_IN_FLIGHT = 4  # objects staged here while the workers start (~0.3 s, mostly one core)
+_WARM_UP_IN_FLIGHT = 4  # objects staged here while the workers start (importing pydicom: mostly one core)
 
 @dataclass(frozen=True)
 class StoreResult:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from local_stack.sample_data import synthetic_studies
+from dicom_samples import synthetic_studies
 
 
 @pytest.fixture
-def cli_env(monkeypatch, emulator, fake_gcs):  # type: ignore[no-untyped-def]
+def cli_env(monkeypatch, emulator, fake_gcs):
     monkeypatch.setenv("HEALTHCARE_API_ENDPOINT", emulator.url)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs.url)
 
 
-def upload_studies(bucket, studies: int = 1, series: int = 1, instances: int = 3):  # type: ignore[no-untyped-def]
+def upload_studies(bucket, studies: int = 1, series: int = 1, instances: int = 3):
     """Synthetic instances as gs://BUCKET/in/N.dcm (studies alternate CT, MR); returns them."""
     uploaded = list(synthetic_studies(studies=studies, series_per_study=series, instances_per_series=instances))
     for index, instance in enumerate(uploaded):
@@ -21,7 +21,7 @@ def upload_studies(bucket, studies: int = 1, series: int = 1, instances: int = 3
     return uploaded
 
 
-def storage_class(healthcare, store_name: str, instance) -> str:  # type: ignore[no-untyped-def]
+def storage_class(healthcare, store_name: str, instance) -> str:
     """The instance's storage class as the API's getStorageInfo reports it."""
     resource = (f"{store_name}/dicomWeb/studies/{instance.study_uid}/series/{instance.series_uid}"
                 f"/instances/{instance.sop_uid}")

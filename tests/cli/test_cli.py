@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from cli import main
-from local_stack.sample_data import synthetic_studies
+from dicom_samples import synthetic_studies
 from tests.cli.conftest import storage_class, upload_studies
 from tests.helpers import metrics
 
 pytestmark = pytest.mark.integration
 
 
-def _upload(bucket, count: int = 3):  # type: ignore[no-untyped-def]
+def _upload(bucket, count: int = 3):
     return upload_studies(bucket, instances=count)
 
 
@@ -92,7 +92,7 @@ def test_operations_list_shows_the_import(cli_env, new_store, new_bucket, capsys
     assert "ImportDicomData  done  2 ok  0 failed" in capsys.readouterr().out
 
 
-def _import_two_studies_with_a_filter_on_the_first(store, bucket):  # type: ignore[no-untyped-def]
+def _import_two_studies_with_a_filter_on_the_first(store, bucket):
     """Import 2 studies × 2 instances with the CLI; write gs://BUCKET/filter.txt naming the first study."""
     instances = list(synthetic_studies(studies=2, series_per_study=1, instances_per_series=2))
     for index, instance in enumerate(instances):
@@ -264,7 +264,7 @@ def test_missing_cloud_credentials_is_a_usage_error_with_the_fix(monkeypatch, tm
     assert "application-default login" in err and "Traceback" not in err
 
 
-def _command_paths(parser, prefix=()):  # type: ignore[no-untyped-def]
+def _command_paths(parser, prefix=()):
     """Every command and sub-command of the parser, as argv prefixes (walks argparse's subparser actions)."""
     import argparse
 

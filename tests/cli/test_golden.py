@@ -52,7 +52,7 @@ def assert_golden(name: str, output: str, names: dict[str, str]) -> None:
 
 
 @pytest.fixture
-def imported(cli_env, new_store, new_bucket, capsys):  # type: ignore[no-untyped-def]
+def imported(cli_env, new_store, new_bucket, capsys):
     """A store holding 2 studies (CT, MR) × 2 instances, and a filter file gs://BUCKET/first.txt of the first."""
     store, bucket = new_store(), new_bucket()
     instances = upload_studies(bucket, studies=2, series=1, instances=2)

@@ -32,8 +32,8 @@ def test_status_when_nothing_runs_exits_1(tmp_path, capsys) -> None:
 def test_the_operator_workflow_against_the_local_stack_then_down_leaves_no_process(tmp_path, monkeypatch,
                                                                                     capsys) -> None:
     """up → import, export bq, filter build (CT), storage-class, query through the CLI → status → down."""
+    import google.cloud.storage as storage
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
     from googleapiclient import discovery
 
     run_dir = tmp_path / "stack"

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("cli", "console", "dicom_pipeline", "local_bigquery", "local_stack", "healthcare_emulator")
+PACKAGES = ("cli", "console", "dicom_pipeline", "dicom_samples", "local_bigquery", "local_stack",
+            "healthcare_emulator")
 
 
 @pytest.mark.slow

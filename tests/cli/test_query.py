@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def exported_table(cli_env, new_store, new_bucket, capsys):  # type: ignore[no-untyped-def]
+def exported_table(cli_env, new_store, new_bucket, capsys):
     """2 CT and 2 MR instances imported and exported to a table of the local warehouse; returns its name."""
     store, bucket = new_store(), new_bucket()
     upload_studies(bucket, studies=2, series=1, instances=2)

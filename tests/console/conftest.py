@@ -24,12 +24,12 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 @pytest.fixture(scope="session")
-def staging_bucket(gcs_client) -> str:  # type: ignore[no-untyped-def]
+def staging_bucket(gcs_client) -> str:
     return str(gcs_client.create_bucket(f"console-staging-{uuid.uuid4().hex[:8]}").name)
 
 
 @pytest.fixture(scope="session")
-def console_settings(emulator, fake_gcs, staging_bucket: str) -> Settings:  # type: ignore[no-untyped-def]
+def console_settings(emulator, fake_gcs, staging_bucket: str) -> Settings:
     return Settings(project=PROJECT, location=LOCATION, endpoint=emulator.url, warehouse_dir=str(emulator.data_dir),
                     staging_bucket=staging_bucket, storage_emulator_host=fake_gcs.url, store=PIPELINE_STORE,
                     components={"healthcare-emulator": emulator.url, "fake-gcs-server": fake_gcs.url})
@@ -61,7 +61,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def screenshot(browser) -> Callable[[str], Path]:  # type: ignore[no-untyped-def]
+def screenshot(browser) -> Callable[[str], Path]:
     """Save the whole page (not only the window) as tests/results/console/NAME.png."""
     RESULTS.mkdir(parents=True, exist_ok=True)
 

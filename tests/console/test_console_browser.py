@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from dicom_pipeline.names import DicomStoreName
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 from tests.conftest import LOCATION, PROJECT, StoreRef
 
 from .conftest import PIPELINE_STORE, stow
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 CORPUS = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "rtdose.dcm")  # real images; rtdose has 15 frames
 
 
-def _wait_for(browser, css: str, text: str | None = None, timeout: float = 60):  # type: ignore[no-untyped-def]
+def _wait_for(browser, css: str, text: str | None = None, timeout: float = 60):
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
@@ -41,19 +41,19 @@ def _wait_for(browser, css: str, text: str | None = None, timeout: float = 60): 
     return browser.find_element(By.CSS_SELECTOR, css)
 
 
-def _all(browser, css: str) -> list:  # type: ignore[type-arg, no-untyped-def]
+def _all(browser, css: str) -> list:
     from selenium.webdriver.common.by import By
 
     return list(browser.find_elements(By.CSS_SELECTOR, css))
 
 
-def _images_loaded(browser) -> bool:  # type: ignore[no-untyped-def]
+def _images_loaded(browser) -> bool:
     return bool(browser.execute_script(
         "return [...document.images].every(i => i.complete && i.naturalWidth > 0)"))
 
 
 @pytest.fixture(scope="module")
-def imported(console, browser, screenshot, healthcare, gcs_client):  # type: ignore[no-untyped-def]
+def imported(console, browser, screenshot, healthcare, gcs_client):
     """The seed's import: a wildcard source and a storage class chosen under Advanced options."""
     from pydicom.data import get_testdata_file
     from selenium.webdriver.support.ui import Select
@@ -81,7 +81,7 @@ def imported(console, browser, screenshot, healthcare, gcs_client):  # type: ign
     return store, bucket, base
 
 
-def test_import_with_a_wildcard_and_a_storage_class(imported, browser, healthcare) -> None:  # type: ignore[no-untyped-def]
+def test_import_with_a_wildcard_and_a_storage_class(imported, browser, healthcare) -> None:
     store, _, _ = imported
     assert f"{len(CORPUS)} succeeded · 0 failed" in browser.find_element("id", "progress").text
     assert browser.find_element("css selector", ".bar").get_attribute("aria-valuenow") == "100"
@@ -90,7 +90,7 @@ def test_import_with_a_wildcard_and_a_storage_class(imported, browser, healthcar
     assert metrics["instanceCount"] == str(len(CORPUS))
 
 
-def test_the_studies_show_with_thumbnails(imported, browser, screenshot, console, emulator) -> None:  # type: ignore[no-untyped-def]
+def test_the_studies_show_with_thumbnails(imported, browser, screenshot, console, emulator) -> None:
     store, _, _ = imported
     browser.find_element("id", "view-studies").click()
     _wait_for(browser, ".tile.study")
@@ -112,7 +112,7 @@ def test_the_studies_show_with_thumbnails(imported, browser, screenshot, console
     assert kinds == ({"rendered"} if probe.status_code == 200 else {"placeholder"})
 
 
-def test_an_instance_shows_its_metadata_tree_and_frames(imported, browser, screenshot) -> None:  # type: ignore[no-untyped-def]
+def test_an_instance_shows_its_metadata_tree_and_frames(imported, browser, screenshot) -> None:
     _, _, base = imported
     browser.get(base + "?modality=RTDOSE")
     _wait_for(browser, ".tile.study").click()
@@ -141,7 +141,7 @@ def test_an_instance_shows_its_metadata_tree_and_frames(imported, browser, scree
     screenshot("04-instance-ct")
 
 
-def test_export_to_bigquery_with_write_truncate_then_query(imported, browser, screenshot) -> None:  # type: ignore[no-untyped-def]
+def test_export_to_bigquery_with_write_truncate_then_query(imported, browser, screenshot) -> None:
     _, _, base = imported
     table = f"bq://{PROJECT}.console_export.instances_{uuid.uuid4().hex[:6]}"
     for _ in range(2):  # the second export truncates: the rows are the store's, once
@@ -174,7 +174,7 @@ def test_export_to_bigquery_with_write_truncate_then_query(imported, browser, sc
     assert "CompressedSamples^CT1" in browser.find_element("css selector", "ul.tree").text
 
 
-def test_export_to_cloud_storage_as_png(imported, browser, screenshot, new_bucket) -> None:  # type: ignore[no-untyped-def]
+def test_export_to_cloud_storage_as_png(imported, browser, screenshot, new_bucket) -> None:
     from selenium.webdriver.support.ui import Select
 
     _, _, base = imported
@@ -201,7 +201,7 @@ def test_export_to_cloud_storage_as_png(imported, browser, screenshot, new_bucke
     assert len(names) == len(CORPUS) - 1 + 15  # one PNG per frame: rtdose's 15 frames get one each
 
 
-def test_a_failed_import_shows_each_files_reason(console, browser, screenshot, new_store, new_bucket) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_import_shows_each_files_reason(console, browser, screenshot, new_store, new_bucket) -> None:
     store, bucket = new_store(), new_bucket()
     bucket.blob("batch/good.dcm").upload_from_string(synthetic_instance(rows=8, columns=8).data)
     bucket.blob("batch/broken.dcm").upload_from_string(b"this is not a DICOM file")
@@ -217,7 +217,7 @@ def test_a_failed_import_shows_each_files_reason(console, browser, screenshot, n
     assert len(_all(browser, "#failures tbody tr")) == 2
 
 
-def test_a_patient_name_script_is_shown_not_run(console, browser, emulator, new_store) -> None:  # type: ignore[no-untyped-def]
+def test_a_patient_name_script_is_shown_not_run(console, browser, emulator, new_store) -> None:
     store = new_store()
     script = "<script>document.body.classList.add('pwned')</script>"  # no '=': it separates PN groups
     name = f"{script}^<i>x</i>"  # 62 characters: a PN group holds 64
@@ -233,7 +233,7 @@ def test_a_patient_name_script_is_shown_not_run(console, browser, emulator, new_
     assert browser.execute_script("return document.body.classList.contains('pwned')") is False
 
 
-def test_datasets_operations_dead_letters_and_pipeline_pages(console, console_settings, browser, screenshot,  # type: ignore[no-untyped-def]
+def test_datasets_operations_dead_letters_and_pipeline_pages(console, console_settings, browser, screenshot,
                                                              imported, gcs_client, emulator) -> None:
     store, _, _ = imported
     record = {"reason": "dicomStores.import: operation failed (code 3): not a DICOM file", "kind": "import",

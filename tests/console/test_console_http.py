@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 from tests.conftest import LOCATION, PROJECT
 
 from .conftest import PAGE_SIZE, stow
@@ -24,13 +24,13 @@ def _token(html: str) -> str:
     return match[1]
 
 
-def _dataset_ids(healthcare) -> set[str]:  # type: ignore[no-untyped-def]
+def _dataset_ids(healthcare) -> set[str]:
     listed = healthcare.projects().locations().datasets().list(
         parent=f"projects/{PROJECT}/locations/{LOCATION}").execute()
     return {d["name"].rsplit("/", 1)[-1] for d in listed.get("datasets", [])}
 
 
-def test_state_changes_need_the_pages_token_and_origin(console, healthcare) -> None:  # type: ignore[no-untyped-def]
+def test_state_changes_need_the_pages_token_and_origin(console, healthcare) -> None:
     token = _token(requests.get(f"{console.url}/datasets", timeout=30).text)
 
     forged = requests.post(f"{console.url}/datasets", data={"dataset_id": "forged-no-token"}, timeout=30,
@@ -52,7 +52,7 @@ def test_state_changes_need_the_pages_token_and_origin(console, healthcare) -> N
     assert "made-here" in _dataset_ids(healthcare)
 
 
-def test_dicom_values_are_escaped(console, emulator, new_store) -> None:  # type: ignore[no-untyped-def]
+def test_dicom_values_are_escaped(console, emulator, new_store) -> None:
     store = new_store()
     name = '<script>alert("pn")</script>^<img src=x onerror=alert(1)>'
     instance = synthetic_instance(patient_name=name, patient_id="<b>XSS-1</b>")
@@ -66,7 +66,7 @@ def test_dicom_values_are_escaped(console, emulator, new_store) -> None:  # type
         assert "<script>alert" not in html and "<img src=x" not in html and "<b>XSS-1</b>" not in html
 
 
-def test_a_store_pages_through_its_studies(console, emulator, new_store) -> None:  # type: ignore[no-untyped-def]
+def test_a_store_pages_through_its_studies(console, emulator, new_store) -> None:
     store = new_store()
     uids = set()
     for i in range(2 * PAGE_SIZE + 3):
@@ -92,7 +92,7 @@ def test_a_store_pages_through_its_studies(console, emulator, new_store) -> None
     assert len(re.findall(r'href="[^"]*/studies/([0-9.]+)"', search)) == 1
 
 
-def test_errors_are_one_readable_line(console) -> None:  # type: ignore[no-untyped-def]
+def test_errors_are_one_readable_line(console) -> None:
     page = requests.get(f"{console.url}/datasets", timeout=30).text
     token = _token(page)
     bad_source = requests.post(f"{console.url}/datasets/nope/stores/nope/import",
@@ -108,7 +108,7 @@ def test_errors_are_one_readable_line(console) -> None:  # type: ignore[no-untyp
     assert bad_sql.status_code == 400 and "the query failed" in bad_sql.text and "Traceback" not in bad_sql.text
 
 
-def test_thumbnail_is_the_stores_rendering_or_a_placeholder(console, emulator, new_store) -> None:  # type: ignore[no-untyped-def]
+def test_thumbnail_is_the_stores_rendering_or_a_placeholder(console, emulator, new_store) -> None:
     store = new_store()
     instance = synthetic_instance(rows=32, columns=32)
     stow(emulator.url, store.name, instance.data)
@@ -127,7 +127,7 @@ def test_thumbnail_is_the_stores_rendering_or_a_placeholder(console, emulator, n
         assert f"HTTP {rendered.status_code}" in thumbnail.headers["X-Thumbnail-Reason"]
 
 
-def test_the_cli_serves_the_console(emulator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_cli_serves_the_console(emulator, tmp_path) -> None:
     from console.server import free_port
 
     port = free_port()
@@ -151,7 +151,7 @@ def test_the_cli_serves_the_console(emulator, tmp_path) -> None:  # type: ignore
     assert f"http://127.0.0.1:{port}/" in output
 
 
-def test_the_consoles_log_names_routes_not_patients(console, emulator, new_store, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_the_consoles_log_names_routes_not_patients(console, emulator, new_store, caplog) -> None:
     store = new_store()
     instance = synthetic_instance(patient_id="PHI-4711", patient_name="Secret^Person", rows=8, columns=8)
     stow(emulator.url, store.name, instance.data)

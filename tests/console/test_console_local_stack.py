@@ -12,19 +12,19 @@ from selenium.webdriver.support.ui import WebDriverWait
 from cli import main
 from console.server import ConsoleServer
 from console.settings import resolve
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
 
 
-def _until(check, timeout: float = 90) -> None:  # type: ignore[no-untyped-def]
+def _until(check, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "the pipeline did not get there in time"
         time.sleep(0.5)
 
 
-def test_the_console_follows_the_local_stack(tmp_path, capsys, monkeypatch, browser, screenshot) -> None:  # type: ignore[no-untyped-def]
+def test_the_console_follows_the_local_stack(tmp_path, capsys, monkeypatch, browser, screenshot) -> None:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 

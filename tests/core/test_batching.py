@@ -30,7 +30,7 @@ def test_max_items_splits_and_keys_never_mix() -> None:
     batches: list[tuple[str, list[int]]] = []
     guard = threading.Lock()
 
-    def run(key, items):  # type: ignore[no-untyped-def]
+    def run(key, items):
         with guard:
             batches.append((key, sorted(items)))
         return len(items)
@@ -44,7 +44,7 @@ def test_max_items_splits_and_keys_never_mix() -> None:
 
 
 def test_a_failing_batch_raises_in_every_caller() -> None:
-    def run(key, items):  # type: ignore[no-untyped-def]
+    def run(key, items):
         raise RuntimeError(f"export of {len(items)} failed")
 
     coalescer: Coalescer[int, int] = Coalescer(run)

@@ -8,7 +8,7 @@ import requests
 pytestmark = pytest.mark.integration
 
 
-def call(emulator, method: str, path: str, **kwargs: object) -> requests.Response:  # type: ignore[no-untyped-def]
+def call(emulator, method: str, path: str, **kwargs: object) -> requests.Response:
     return requests.request(method, f"{emulator.url}/v1/{path}", timeout=10, **kwargs)
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from local_stack.sample_data import synthetic_studies
+from dicom_samples import synthetic_studies
 from tests.helpers import run_import, wait
 
 pytestmark = pytest.mark.integration
 
 
-def storage_class(healthcare, store, instance) -> str:  # type: ignore[no-untyped-def]
+def storage_class(healthcare, store, instance) -> str:
     resource = (f"{store.name}/dicomWeb/studies/{instance.study_uid}/series/{instance.series_uid}"
                 f"/instances/{instance.sop_uid}")
     info = healthcare.projects().locations().datasets().dicomStores().dicomWeb().studies().series().instances() \
@@ -19,8 +19,8 @@ def storage_class(healthcare, store, instance) -> str:  # type: ignore[no-untype
 
 
 @pytest.fixture
-def populated(healthcare, new_store, new_bucket):  # type: ignore[no-untyped-def]
-    def make(**store_body: object):  # type: ignore[no-untyped-def]
+def populated(healthcare, new_store, new_bucket):
+    def make(**store_body: object):
         store, bucket = new_store(**store_body), new_bucket()
         instances = list(synthetic_studies(studies=2, series_per_study=2, instances_per_series=2))
         for index, instance in enumerate(instances):

@@ -21,8 +21,8 @@ import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
 
+from dicom_samples import vendor_corpus
 from healthcare_emulator.dicom.parsing import InvalidDicom, parse_instance
-from local_stack.sample_data import vendor_corpus
 
 pytestmark = [pytest.mark.dcmtk, pytest.mark.integration]
 
@@ -65,7 +65,7 @@ def _params() -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def stored(healthcare, emulator) -> dict[Path, str]:  # type: ignore[no-untyped-def]
+def stored(healthcare, emulator) -> dict[Path, str]:
     """STOW every accepted corpus file; returns each file's instance URL."""
     datasets = healthcare.projects().locations().datasets()
     dataset = f"oracle-{uuid.uuid4().hex[:8]}"

@@ -15,7 +15,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.encaps import generate_frames
 
-from local_stack.sample_data import SyntheticInstance, synthetic_instance, synthetic_studies
+from dicom_samples import SyntheticInstance, synthetic_instance, synthetic_studies
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def _read(path: Path) -> pydicom.Dataset:
         return pydicom.dcmread(path)
 
 
-def _value(result: dict, tag: str):  # type: ignore[no-untyped-def]
+def _value(result: dict, tag: str):
     return result.get(tag, {}).get("Value", [None])[0]
 
 
@@ -49,12 +49,12 @@ def _multipart(parts: list[bytes], boundary: str = "b0undary") -> tuple[bytes, s
 
 
 @pytest.fixture
-def store(new_store):  # type: ignore[no-untyped-def]
+def store(new_store):
     return new_store()
 
 
 @pytest.fixture
-def web(emulator, store) -> str:  # type: ignore[no-untyped-def]
+def web(emulator, store) -> str:
     return f"{emulator.url}/v1/{store.name}/dicomWeb"
 
 
@@ -373,7 +373,7 @@ def test_wado_accept_negotiation(web, studies):
 # --- deletes -----------------------------------------------------------------------------------------
 
 
-def _wait(healthcare, operation: dict, timeout: float = 30) -> dict:  # type: ignore[no-untyped-def]
+def _wait(healthcare, operation: dict, timeout: float = 30) -> dict:
     deadline = time.monotonic() + timeout
     while "done" not in operation:
         assert time.monotonic() < deadline

@@ -16,8 +16,8 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from googleapiclient import discovery
 
+from dicom_samples import synthetic_studies
 from healthcare_emulator.store.dicom_store import Storage
-from local_stack.sample_data import synthetic_studies
 from tests.helpers import wait
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -55,14 +55,14 @@ class EmulatorProcess:
             self.process.wait(10)
 
 
-def _setup(client, bucket_name: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _setup(client, bucket_name: str) -> tuple[str, str]:
     datasets = client.projects().locations().datasets()
     datasets.create(parent="projects/p/locations/l", datasetId="ds", body={}).execute()
     datasets.dicomStores().create(parent="projects/p/locations/l/datasets/ds", dicomStoreId="s", body={}).execute()
     return "projects/p/locations/l/datasets/ds", "projects/p/locations/l/datasets/ds/dicomStores/s"
 
 
-def _instance_count(client, store: str) -> int:  # type: ignore[no-untyped-def]
+def _instance_count(client, store: str) -> int:
     metrics = client.projects().locations().datasets().dicomStores().getDICOMStoreMetrics(name=store).execute()
     return int(metrics.get("instanceCount", "0"))
 
@@ -79,7 +79,7 @@ def _assert_every_blob_intact(data_dir: Path) -> int:
 
 
 @pytest.fixture
-def populated_bucket(gcs_client):  # type: ignore[no-untyped-def]
+def populated_bucket(gcs_client):
     bucket = gcs_client.create_bucket(f"durable-{uuid.uuid4().hex[:10]}")
     for index, instance in enumerate(synthetic_studies(studies=40, series_per_study=2, instances_per_series=5,
                                                        sizes=(64, 256))):

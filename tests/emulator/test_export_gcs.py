@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import generate_frames
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 from tests.helpers import wait
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ LOSSLESS = ("1.2.840.10008.1.2", EXPLICIT_LE, "1.2.840.10008.1.2.1.99", "1.2.840
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def export(healthcare, store, uri_prefix: str, mime_type: str | None = None,  # type: ignore[no-untyped-def]
+def export(healthcare, store, uri_prefix: str, mime_type: str | None = None,
            filter_uri: str | None = None) -> dict:
     destination = {"uriPrefix": uri_prefix}
     if mime_type is not None:
@@ -49,7 +49,7 @@ def export(healthcare, store, uri_prefix: str, mime_type: str | None = None,  # 
     return wait(healthcare, stores.export(name=store.name, body=body).execute())
 
 
-def load(healthcare, store, bucket, files: dict[str, bytes]) -> None:  # type: ignore[no-untyped-def]
+def load(healthcare, store, bucket, files: dict[str, bytes]) -> None:
     """Put Part-10 files into the store with dicomStores.import."""
     folder = f"import-{time.monotonic_ns()}"
     for name, data in files.items():
@@ -60,7 +60,7 @@ def load(healthcare, store, bucket, files: dict[str, bytes]) -> None:  # type: i
     assert operation["metadata"]["counter"] == {"success": str(len(files))}, operation
 
 
-def objects(bucket, prefix: str) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+def objects(bucket, prefix: str) -> dict[str, bytes]:
     return {blob.name: blob.download_as_bytes() for blob in bucket.client.list_blobs(bucket.name, prefix=prefix)}
 
 
@@ -102,7 +102,7 @@ def multiframe(frames: int = 3, rows: int = 40, columns: int = 48) -> bytes:
     return out.getvalue()
 
 
-def syntax_in_meta_header(data: bytes, tmp_path) -> str:  # type: ignore[no-untyped-def]
+def syntax_in_meta_header(data: bytes, tmp_path) -> str:
     """The transfer syntax UID as dcmtk's dcmdump reads it from the file meta header."""
     path = tmp_path / f"{time.monotonic_ns()}.dcm"
     path.write_bytes(data)

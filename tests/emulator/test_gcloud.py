@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 
 pytestmark = [
     pytest.mark.integration,

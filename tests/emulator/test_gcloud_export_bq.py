@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from local_stack.sample_data import synthetic_studies
-from tests.emulator.test_export_bigquery import column_types, make_table, new_table, rows, stow, uri
+from dicom_samples import synthetic_studies
+from tests.emulator.bigquery_export.helpers import column_types, make_table, new_table, rows, stow, uri
 from tests.helpers import wait
 
 pytestmark = [
@@ -20,19 +20,19 @@ pytestmark = [
 
 
 @pytest.fixture
-def source(emulator, new_store):  # type: ignore[no-untyped-def]
+def source(emulator, new_store):
     store = new_store()
     instances = list(synthetic_studies(studies=1, series_per_study=1, instances_per_series=3))
     stow(emulator, store, [i.data for i in instances])
     return store, instances
 
 
-def export_bq(gcloud, store, table: tuple[str, str, str], *flags: str):  # type: ignore[no-untyped-def]
+def export_bq(gcloud, store, table: tuple[str, str, str], *flags: str):
     return gcloud("dicom-stores", "export", "bq", store.store, f"--dataset={store.dataset}",
                   f"--location={store.location}", f"--bq-table={uri(table)}", *flags, project=store.project)
 
 
-def export_bq_async(gcloud, healthcare, store, table, *flags: str) -> dict:  # type: ignore[no-untyped-def]
+def export_bq_async(gcloud, healthcare, store, table, *flags: str) -> dict:
     result = export_bq(gcloud, store, table, "--async", "--format=json", *flags)
     assert result.returncode == 0, result.stderr
     return wait(healthcare, {"name": json.loads(result.stdout)["name"]})

@@ -9,7 +9,7 @@ import time
 import pydicom
 import pytest
 
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 
 pytestmark = [
     pytest.mark.integration,
@@ -18,7 +18,7 @@ pytestmark = [
 ]
 
 
-def load(healthcare, store, bucket, files: dict[str, bytes]) -> None:  # type: ignore[no-untyped-def]
+def load(healthcare, store, bucket, files: dict[str, bytes]) -> None:
     for name, data in files.items():
         bucket.blob(f"in/{name}").upload_from_string(data)
     stores = healthcare.projects().locations().datasets().dicomStores()

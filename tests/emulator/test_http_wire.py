@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def server():  # type: ignore[no-untyped-def]
+def server():
     with EmulatorServer() as emulator:
         yield emulator
 
@@ -98,8 +98,8 @@ def test_large_response_body_arrives_whole(server):
     """Larger than the one-write limit: the head and the body go out in two writes, as before."""
     import requests
 
+    from dicom_samples import synthetic_instance
     from healthcare_emulator.api import server as module
-    from local_stack.sample_data import synthetic_instance
 
     instance = synthetic_instance(rows=512, columns=512)
     assert len(instance.data) > module._ONE_WRITE

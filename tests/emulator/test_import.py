@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from local_stack.sample_data import synthetic_instance, synthetic_studies, vendor_corpus
+from dicom_samples import synthetic_instance, synthetic_studies, vendor_corpus
 from tests.helpers import metrics, run_import
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ def test_import_stores_every_instance_and_reports_counters(healthcare, new_store
     assert metrics(healthcare, store)["seriesCount"] == "6"
 
 
-def _independent_uids(path) -> tuple[str, str, str] | None:  # type: ignore[no-untyped-def]
+def _independent_uids(path) -> tuple[str, str, str] | None:
     """The UID triple of a readable Part-10 file according to plain pydicom, or None."""
     import warnings
 

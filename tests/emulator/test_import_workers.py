@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from dicom_samples import synthetic_instance, synthetic_studies
 from healthcare_emulator.dicom.parsing import parse_instance
 from healthcare_emulator.jobs import import_workers
 from healthcare_emulator.jobs.cloud_storage import GcsReader, parse_object_pattern
 from healthcare_emulator.jobs.ingest import CHECKSUM_MISMATCH, Ingest
 from healthcare_emulator.jobs.operations import Cancelled, OperationContext
 from healthcare_emulator.store.dicom_store import Storage
-from local_stack.sample_data import synthetic_instance, synthetic_studies
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ COUNT = 300  # above ingest._POOL_MIN_OBJECTS, so the import uses the worker poo
 
 
 @pytest.fixture(scope="module")
-def mixed_bucket(gcs_client):  # type: ignore[no-untyped-def]
+def mixed_bucket(gcs_client):
     """COUNT good instances plus a duplicate, a conflict and three broken objects."""
     bucket = gcs_client.create_bucket(f"workers-{uuid.uuid4().hex[:10]}")
     instances = list(synthetic_studies(studies=COUNT // 10, series_per_study=2, instances_per_series=5))
@@ -46,7 +46,7 @@ def mixed_bucket(gcs_client):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def store(tmp_path, fake_gcs) -> Iterator[tuple[Storage, Ingest, int]]:  # type: ignore[no-untyped-def]
+def store(tmp_path, fake_gcs) -> Iterator[tuple[Storage, Ingest, int]]:
     storage = Storage(tmp_path / "data")
     storage.create_store("s", "d", {})
     ingest = Ingest(storage, GcsReader(fake_gcs.url))
@@ -54,12 +54,12 @@ def store(tmp_path, fake_gcs) -> Iterator[tuple[Storage, Ingest, int]]:  # type:
     ingest.close()
 
 
-def run_import(ingest: Ingest, store_id: int, uri: str, tmp_path, context=None) -> OperationContext:  # type: ignore[no-untyped-def]
+def run_import(ingest: Ingest, store_id: int, uri: str, tmp_path, context=None) -> OperationContext:
     context = context or OperationContext("op", str(tmp_path / f"log-{uuid.uuid4().hex}.jsonl"))
     try:
         ingest.import_job("s", store_id, parse_object_pattern(uri), "STANDARD")(context)
     except Exception as exc:  # the job ends with an error when some files failed, like the operation
-        context.error = exc  # type: ignore[attr-defined]
+        context.error = exc
     return context
 
 
@@ -118,7 +118,7 @@ def test_cancel_keeps_what_was_committed_and_leaves_no_staging_files(store, mixe
     bucket, _ = mixed_bucket
     context = OperationContext("op", str(tmp_path / "log.jsonl"))
 
-    def cancel_after_first_commit(store_name, results, action, problem):  # type: ignore[no-untyped-def]
+    def cancel_after_first_commit(store_name, results, action, problem):
         context.cancel_requested = True
 
     ingest.listeners.append(cancel_after_first_commit)

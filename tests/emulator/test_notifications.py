@@ -5,20 +5,20 @@ from __future__ import annotations
 import pytest
 import requests
 
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 from tests.conftest import PROJECT
 from tests.helpers import run_import
 
 pytestmark = pytest.mark.integration
 
 
-def stow(emulator, store, data: bytes) -> None:  # type: ignore[no-untyped-def]
+def stow(emulator, store, data: bytes) -> None:
     response = requests.post(f"{emulator.url}/v1/{store.name}/dicomWeb/studies", data=data,
                              headers={"Content-Type": "application/dicom"}, timeout=30)
     assert response.status_code == 200, response.text
 
 
-def resource_name(store, instance) -> str:  # type: ignore[no-untyped-def]
+def resource_name(store, instance) -> str:
     return (f"{store.name}/dicomWeb/studies/{instance.study_uid}/series/{instance.series_uid}"
             f"/instances/{instance.sop_uid}")
 

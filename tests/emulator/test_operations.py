@@ -6,18 +6,18 @@ import pytest
 import requests
 from googleapiclient.errors import HttpError
 
-from local_stack.sample_data import synthetic_studies
+from dicom_samples import synthetic_studies
 from tests.helpers import wait
 
 pytestmark = pytest.mark.integration
 
 
-def operations(healthcare):  # type: ignore[no-untyped-def]
+def operations(healthcare):
     return healthcare.projects().locations().datasets().operations()
 
 
 @pytest.fixture(scope="module")
-def many_objects(gcs_client):  # type: ignore[no-untyped-def]
+def many_objects(gcs_client):
     """A bucket with enough objects that an import is still running when the test looks at it."""
     import uuid
 

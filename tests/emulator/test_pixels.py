@@ -13,8 +13,8 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from dicom_samples import synthetic_instance
 from healthcare_emulator.dicom import pixels
-from local_stack.sample_data import synthetic_instance
 
 LOSSLESS = (pixels.EXPLICIT_LE, pixels.IMPLICIT_LE, pixels.DEFLATED_LE, pixels.RLE_LOSSLESS, pixels.JPEG_LS_LOSSLESS,
             pixels.J2K_LOSSLESS)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 
 
-def datasets(healthcare):  # type: ignore[no-untyped-def]
+def datasets(healthcare):
     return healthcare.projects().locations().datasets()
 
 

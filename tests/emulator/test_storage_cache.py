@@ -16,7 +16,7 @@ STORE = f"{DATASET}/dicomStores/s"
 
 
 @pytest.fixture
-def storage(tmp_path):  # type: ignore[no-untyped-def]
+def storage(tmp_path):
     storage = Storage(tmp_path)
     storage.create_dataset(DATASET, "projects/p/locations/l", {"name": DATASET})
     storage.create_store(STORE, DATASET, {"name": STORE})

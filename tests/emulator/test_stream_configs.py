@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
+from dicom_samples import synthetic_instance
 from local_bigquery.query import run_query
-from local_stack.sample_data import synthetic_instance
 from tests.conftest import PROJECT
 from tests.helpers import run_import, wait
 

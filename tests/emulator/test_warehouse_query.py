@@ -10,10 +10,10 @@ import uuid
 
 import pytest
 
+from dicom_samples import synthetic_instance, synthetic_studies
 from local_bigquery.query import QueryError, run_query, translate
-from local_stack.sample_data import synthetic_instance, synthetic_studies
 from tests.conftest import LOCATION, PROJECT, StoreRef
-from tests.emulator.test_export_bigquery import export, stow
+from tests.emulator.bigquery_export.helpers import export, stow
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ SEED_FILTER_QUERY = ("SELECT CONCAT ('/studies/', StudyInstanceUID, '/series/', 
 
 
 @pytest.fixture(scope="module")
-def exported(emulator, healthcare):  # type: ignore[no-untyped-def]
+def exported(emulator, healthcare):
     """12 synthetic studies (one a month of 2024) plus patient 19045's study, exported to one table."""
     store = StoreRef(PROJECT, LOCATION, f"ds-{uuid.uuid4().hex[:10]}", "query-source")
     datasets = healthcare.projects().locations().datasets()

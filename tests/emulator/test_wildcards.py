@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from dicom_samples import synthetic_instance
 from healthcare_emulator.errors import InvalidArgument
 from healthcare_emulator.jobs.cloud_storage import parse_object_pattern
-from local_stack.sample_data import synthetic_instance
 from tests.helpers import run_import
 
 OBJECTS = [

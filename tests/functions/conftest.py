@@ -32,7 +32,7 @@ class Pipeline:
         blob.reload()
         return storage_event(self.source.name, name, blob.size, blob.generation)
 
-    def rows(self) -> list[tuple]:  # type: ignore[type-arg]
+    def rows(self) -> list[tuple]:
         project, dataset, table = self.table.removeprefix("bq://").split(".")
         try:
             _, rows = run_query(self.data_dir, f"SELECT SOPInstanceUID FROM `{project}.{dataset}.{table}`")
@@ -72,7 +72,7 @@ def pubsub_event(data: bytes | str, attributes: dict[str, str] | None = None,
 
 
 @pytest.fixture
-def pipeline(emulator, fake_gcs, new_store, new_bucket, monkeypatch) -> Pipeline:  # type: ignore[no-untyped-def]
+def pipeline(emulator, fake_gcs, new_store, new_bucket, monkeypatch) -> Pipeline:
     store = new_store()
     source, staging = new_bucket(), new_bucket()
     table = f"bq://test-project.functions_{uuid.uuid4().hex[:8]}.instances"
@@ -86,7 +86,7 @@ def pipeline(emulator, fake_gcs, new_store, new_bucket, monkeypatch) -> Pipeline
 
 
 @pytest.fixture
-def instance_count(healthcare) -> Callable[[Any], int]:  # type: ignore[no-untyped-def]
+def instance_count(healthcare) -> Callable[[Any], int]:
     def count(store: Any) -> int:
         metrics = healthcare.projects().locations().datasets().dicomStores().getDICOMStoreMetrics(
             name=store.name).execute()

@@ -8,14 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from cloudevents.conversion import to_binary, to_structured
 
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 
 from .conftest import pubsub_event
 
 pytestmark = pytest.mark.integration
 
 
-def _deliver(client, event, to_http) -> int:  # type: ignore[no-untyped-def]
+def _deliver(client, event, to_http) -> int:
     """POST until 200, as the platform redelivers after a 500 (a raised TransientError)."""
     headers, body = to_http(event)
     for _ in range(200):

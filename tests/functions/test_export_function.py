@@ -10,7 +10,7 @@ import pytest
 from cloudevents.conversion import to_binary, to_structured
 
 from dicom_pipeline.errors import TransientError
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 from main import export_dicom_metadata, import_dicom_object
 
 from .conftest import pubsub_event
@@ -18,14 +18,14 @@ from .conftest import pubsub_event
 pytestmark = pytest.mark.integration
 
 
-def _stored(pipeline, count: int = 1) -> list:  # type: ignore[type-arg]
+def _stored(pipeline, count: int = 1) -> list:
     instances = [synthetic_instance() for _ in range(count)]
     for i, instance in enumerate(instances):
         assert import_dicom_object(pipeline.upload(f"in/{i}.dcm", instance.data)) == "succeeded"
     return instances
 
 
-def _export_records(pipeline) -> tuple[dict, dict]:  # type: ignore[type-arg]
+def _export_records(pipeline) -> tuple[dict, dict]:
     """(claims, batch records) under idempotency/export/, each by object name."""
     records = {b.name: json.loads(b.download_as_bytes())
                for b in pipeline.staging.list_blobs(prefix="idempotency/export/")}
@@ -33,7 +33,7 @@ def _export_records(pipeline) -> tuple[dict, dict]:  # type: ignore[type-arg]
     return {name: r for name, r in records.items() if name not in batches}, batches
 
 
-def _path(pipeline, instance) -> str:  # type: ignore[no-untyped-def]
+def _path(pipeline, instance) -> str:
     return (f"{pipeline.store.name}/dicomWeb/studies/{instance.study_uid}/series/{instance.series_uid}"
             f"/instances/{instance.sop_uid}")
 
@@ -89,7 +89,7 @@ def test_concurrent_redelivery_adds_no_rows(pipeline) -> None:
     instances = _stored(pipeline, 3)
     events = [pubsub_event(_path(pipeline, i)) for i in instances]
 
-    def deliver(event):  # type: ignore[no-untyped-def]
+    def deliver(event):
         # The platform redelivers after a raise; model that by retrying the transient "in progress" answer.
         for _ in range(200):
             try:
@@ -112,7 +112,7 @@ def test_a_burst_of_notifications_shares_export_operations(pipeline) -> None:
     events = [pubsub_event(_path(pipeline, i)) for i in instances]
     start = threading.Barrier(len(events))
 
-    def deliver(event):  # type: ignore[no-untyped-def]
+    def deliver(event):
         start.wait()  # all at once, as gen2 serves a burst of pushes concurrently
         return export_dicom_metadata(event)
 

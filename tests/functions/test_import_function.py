@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from cloudevents.conversion import to_binary, to_structured
 
-from local_stack.sample_data import synthetic_instance, vendor_corpus
+from dicom_samples import synthetic_instance, vendor_corpus
 from main import import_dicom_object
 
 from .conftest import storage_event
@@ -115,7 +115,7 @@ def test_bad_files_are_dead_lettered_and_valid_files_land(pipeline, instance_cou
     assert instance_count(pipeline.store) == 3
 
 
-def _is_part10(path) -> bool:  # type: ignore[no-untyped-def]
+def _is_part10(path) -> bool:
     with open(path, "rb") as f:
         f.seek(128)
         return f.read(4) == b"DICM"
@@ -215,18 +215,18 @@ def test_legacy_background_event_is_converted_by_functions_framework(pipeline, i
     assert instance_count(pipeline.store) == 1
 
 
-def _records(pipeline) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+def _records(pipeline) -> list[dict]:
     import json
 
     return [json.loads(b.download_as_bytes()) for b in pipeline.staging.list_blobs(prefix="outcomes/import/")]
 
 
-def _all_at_once(events):  # type: ignore[no-untyped-def]
+def _all_at_once(events):
     import threading
 
     start = threading.Barrier(len(events))
 
-    def deliver(event):  # type: ignore[no-untyped-def]
+    def deliver(event):
         start.wait()  # together, as gen2 serves a burst of events concurrently
         return import_dicom_object(event)
 

@@ -8,7 +8,7 @@ import pydicom
 import pytest
 from pydicom.filebase import DicomBytesIO
 
-from local_stack.sample_data import synthetic_instance
+from dicom_samples import synthetic_instance
 from main import export_dicom_metadata, import_dicom_object
 
 from .conftest import pubsub_event
@@ -19,7 +19,7 @@ SENTINELS = {"PatientName": "Zzsentinel^Phiname", "PatientID": "PHI-ID-7731", "P
              "AccessionNumber": "ACCPHI9931"}
 
 
-def _sentinel_file(description: str | None = None, **uids: str):  # type: ignore[no-untyped-def]
+def _sentinel_file(description: str | None = None, **uids: str):
     instance = synthetic_instance(**uids, patient_name=SENTINELS["PatientName"], patient_id=SENTINELS["PatientID"],
                                   accession_number=SENTINELS["AccessionNumber"])
     ds = pydicom.dcmread(DicomBytesIO(instance.data))

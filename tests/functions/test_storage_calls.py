@@ -21,18 +21,18 @@ class _Settings:
 
 
 @pytest.fixture
-def settings(fake_gcs) -> _Settings:  # type: ignore[no-untyped-def]
+def settings(fake_gcs) -> _Settings:
     return _Settings(fake_gcs.url)
 
 
 @pytest.mark.parametrize("name", AWKWARD_NAMES)
-def test_records_round_trip_with_generations(settings, new_bucket, name) -> None:  # type: ignore[no-untyped-def]
+def test_records_round_trip_with_generations(settings, new_bucket, name) -> None:
     bucket = new_bucket()
     assert cloud_storage.read_json(settings, bucket.name, name) is None
     first = cloud_storage.create_if_absent(settings, bucket.name, name, {"status": "started"})
     assert first is not None
     assert cloud_storage.create_if_absent(settings, bucket.name, name, {"status": "other"}) is None  # claimed already
-    record, generation = cloud_storage.read_json(settings, bucket.name, name)  # type: ignore[misc]
+    record, generation = cloud_storage.read_json(settings, bucket.name, name)
     assert (record, generation) == ({"status": "started"}, first)
     stale = first + 1
     assert cloud_storage.replace_json(settings, bucket.name, name, {"status": "x"}, if_generation_match=stale) is None
@@ -45,7 +45,7 @@ def test_records_round_trip_with_generations(settings, new_bucket, name) -> None
     cloud_storage.delete(settings, bucket.name, name)  # gone already: fine
 
 
-def test_preamble_marker_reads_four_bytes_at_128(settings, new_bucket) -> None:  # type: ignore[no-untyped-def]
+def test_preamble_marker_reads_four_bytes_at_128(settings, new_bucket) -> None:
     bucket = new_bucket()
     bucket.blob("good.dcm").upload_from_string(b"\0" * 128 + b"DICM" + b"rest")
     bucket.blob("short.dcm").upload_from_string(b"tiny")
@@ -57,7 +57,7 @@ def test_preamble_marker_reads_four_bytes_at_128(settings, new_bucket) -> None: 
     assert cloud_storage.read_preamble_marker(settings, bucket.name, "other.dcm", None) == b"xxxx"
 
 
-def test_preamble_of_an_overwritten_generation_is_none(settings, new_bucket) -> None:  # type: ignore[no-untyped-def]
+def test_preamble_of_an_overwritten_generation_is_none(settings, new_bucket) -> None:
     bucket = new_bucket()
     blob = bucket.blob("over.dcm")
     blob.upload_from_string(b"\0" * 128 + b"DICM")
@@ -66,7 +66,7 @@ def test_preamble_of_an_overwritten_generation_is_none(settings, new_bucket) -> 
     assert cloud_storage.read_preamble_marker(settings, bucket.name, "over.dcm", str(old)) is None
 
 
-def test_copy_pins_the_source_generation(settings, new_bucket) -> None:  # type: ignore[no-untyped-def]
+def test_copy_pins_the_source_generation(settings, new_bucket) -> None:
     source, staging = new_bucket(), new_bucket()
     name = "in dir/ä?.dcm"
     source.blob(name).upload_from_string(b"version one")
@@ -78,7 +78,7 @@ def test_copy_pins_the_source_generation(settings, new_bucket) -> None:  # type:
         cloud_storage.copy(settings, source.name, name, str(first), staging.name, "staging/import/batch-y/k.dcm")
 
 
-def test_write_text_overwrites(settings, new_bucket) -> None:  # type: ignore[no-untyped-def]
+def test_write_text_overwrites(settings, new_bucket) -> None:
     bucket = new_bucket()
     cloud_storage.write_text(settings, bucket.name, "filters/f.txt", "/studies/1\n")
     cloud_storage.write_text(settings, bucket.name, "filters/f.txt", "/studies/2\n")
@@ -86,7 +86,7 @@ def test_write_text_overwrites(settings, new_bucket) -> None:  # type: ignore[no
     assert blob.download_as_bytes() == b"/studies/2\n" and blob.content_type == "text/plain"
 
 
-def test_errors_name_the_object_and_the_status(settings) -> None:  # type: ignore[no-untyped-def]
+def test_errors_name_the_object_and_the_status(settings) -> None:
     # A missing bucket is operator-fixable (being provisioned): transient, with the status and the object.
     with pytest.raises(TransientError, match=r"writing gs://no-such-bucket-x/r.json: HTTP 404"):
         cloud_storage.replace_json(settings, "no-such-bucket-x", "r.json", {})
@@ -141,7 +141,7 @@ def test_credentials_refresh_through_the_transport_from_another_host(fake_gcs, n
             super().__init__()
             self.url = url
 
-        def refresh(self, request) -> None:  # type: ignore[no-untyped-def]
+        def refresh(self, request) -> None:
             response = request(url=self.url, method="GET")
             assert response.status == 200, response.data
             self.token = json.loads(response.data)["access_token"]

@@ -64,7 +64,7 @@ class _RecorderHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def recorder(request) -> Iterator[Recorder]:  # type: ignore[no-untyped-def]
+def recorder(request) -> Iterator[Recorder]:
     server = Recorder(**getattr(request, "param", {}))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
@@ -87,7 +87,7 @@ def _publish(pubsub: PubSubEmulator, topic: str, messages: list[dict[str, Any]])
     return list(response.json()["messageIds"])
 
 
-def _wait(condition, what: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+def _wait(condition, what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

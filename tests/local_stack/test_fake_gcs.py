@@ -3,10 +3,10 @@ leaves no files behind."""
 
 from __future__ import annotations
 
+import google.cloud.storage as storage
 import pytest
 from google.api_core.exceptions import NotFound, PreconditionFailed
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
 
 from local_stack.fake_gcs import FakeGcsServer
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import requests
 
+from dicom_samples import synthetic_instance, vendor_corpus
 from local_stack.pubsub_emulator import launcher_path
-from local_stack.sample_data import synthetic_instance, vendor_corpus
 from local_stack.stack import NOTIFICATION_TOPIC, STORAGE_TOPIC, UPLOAD_BUCKET, LocalStack
 
 pytestmark = [pytest.mark.integration,
@@ -175,7 +175,7 @@ def test_sigterm_to_the_owner_leaves_no_process(tmp_path) -> None:
     owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                              cwd=Path(__file__).resolve().parents[2])
     try:
-        pids = json.loads(owner.stdout.readline())  # type: ignore[union-attr]
+        pids = json.loads(owner.stdout.readline())
         assert _live_members(set(pids.values()))
         owner.send_signal(signal.SIGTERM)
         assert owner.wait(60) == 128 + signal.SIGTERM

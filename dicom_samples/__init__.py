@@ -1,4 +1,9 @@
-"""Synthetic DICOM studies (no PHI) generated with pydicom, and pydicom's shipped vendor corpus."""
+"""DICOM to feed the pipeline: synthetic studies (no PHI) generated with pydicom, and pydicom's vendor corpus.
+
+Test data, not product code: the tests, the benchmarks and the local stack's demo (`python -m local_stack
+demo`) use it; the deployed functions and the emulator never import it. It is a package of its own rather
+than a tests/ module because the demo runs from an installed checkout, where tests/ is not importable.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 _MODALITIES = {"CT": CTImageStorage, "MR": MRImageStorage}
 
@@ -48,7 +53,7 @@ def synthetic_instance(
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
 
     ds = Dataset()
@@ -128,5 +133,8 @@ def vendor_corpus() -> list[Path]:
     """Every file pydicom ships under pydicom/data/test_files (good and broken ones alike)."""
     from pydicom.data import get_testdata_file
 
-    root = Path(get_testdata_file("CT_small.dcm")).parent
+    marker = get_testdata_file("CT_small.dcm")
+    if not isinstance(marker, str):
+        raise RuntimeError("pydicom's test files are missing (pydicom/data/test_files)")
+    root = Path(marker).parent
     return sorted(p for p in root.rglob("*") if p.is_file())
