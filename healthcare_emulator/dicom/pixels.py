@@ -1,4 +1,5 @@
-"""Pixel work for exports: transcode Part-10 instances, render frames to JPEG/PNG, cut raw frames. No HTTP, no GCS.
+"""Pixel work for exports and DICOMweb retrieval: transcode Part-10 instances, render frames to JPEG/PNG (with a
+viewport), cut frames in any transfer syntax written here. No HTTP, no GCS: exports and WADO-RS share this module.
 
 Decoding and encoding go through pydicom's pixel handlers (pylibjpeg-libjpeg/-openjpeg/-rle, pyjpegls, Pillow),
 except JPEG baseline encoding, which pydicom 3.0 lacks and Pillow does here. Every public function takes the
@@ -8,12 +9,15 @@ data to render, a codec that cannot decode the stored data, an encoder that cann
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
 import math
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -47,6 +51,19 @@ TRANSCODE_TARGETS: tuple[str, ...] = (
     J2K_LOSSLESS, J2K,
 )
 RENDER_FORMATS = ("jpeg", "png")
+# Transfer syntaxes the real API writes (exports, retrieval) that no encoder here can: their names.
+NOT_EMULATED_TARGETS = {
+    "1.2.840.10008.1.2.4.51": "JPEG Extended (Process 2 & 4)",
+    "1.2.840.10008.1.2.4.57": "JPEG Lossless (Process 14)",
+    "1.2.840.10008.1.2.4.70": "JPEG Lossless SV1",
+    "1.2.840.10008.1.2.4.110": "JPEG XL Lossless",
+    "1.2.840.10008.1.2.4.111": "JPEG XL JPEG Recompression",
+    "1.2.840.10008.1.2.4.112": "JPEG XL",
+    "1.2.840.10008.1.2.4.201": "HTJ2K Lossless",
+    "1.2.840.10008.1.2.4.202": "HTJ2K Lossless RPCL",
+    "1.2.840.10008.1.2.4.203": "HTJ2K",
+    "1.2.840.10008.1.2.8.1": "Deflated Image Frame Compression",
+}
 
 # Lossy settings: our choices, the real API documents none.
 JPEG_QUALITY = 90  # Pillow quality for JPEG baseline transcoding and rendered JPEG frames
@@ -62,10 +79,67 @@ _J2K_LEVELS = 5
 _J2K_MIN_SIZE = 2**_J2K_LEVELS
 _MESSAGE_LIMIT = 400  # characters of a codec's error kept in a reason
 _SWAP_SIZES = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}  # binary VRs whose bytes depend on endianness
+AS_STORED = "*"
+MAX_VIEWPORT_SIDE = 10_000  # the real API's limit for rendered images with a viewport (reference §9)
+
+# pylibjpeg-openjpeg (JPEG 2000 and HTJ2K, both directions) is not thread-safe: its C logging helper (py_log in
+# lib/interface/utils.c, 2.6.0) keeps the message in static PyObject pointers and calls Python's logging in
+# between, where the GIL can pass to another thread in the codec; the two then free each other's objects and the
+# process dies (SIGSEGV, issue 17). Every use of that codec here holds this lock, so its logging never runs twice
+# at once. The encoder never released the GIL, so serialising it costs no parallelism.
+_OPENJPEG_LOCK = threading.RLock()
+_OPENJPEG_SYNTAXES = frozenset({
+    "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.93",
+    "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203",
+})
 
 
 class PixelError(ValueError):
     """What cannot be done with an instance's pixels (or their absence); the message says why."""
+
+
+class FrameNotFound(PixelError):
+    """A frame number beyond the instance's frames."""
+
+
+class NoPixelData(PixelError):
+    """The instance has no pixel data (SR, RT Plan…), so no frames and no image."""
+
+
+class InvalidViewport(PixelError):
+    """A viewport that is malformed, too large, or whose source region misses the image."""
+
+
+@dataclass(frozen=True)
+class Viewport:
+    """PS3.18 8.3.5.1.3 `viewport=vw,vh[,sx,sy,sw,sh]`: a source region scaled to fit vw x vh, aspect kept."""
+
+    width: int
+    height: int
+    x: float = 0.0
+    y: float = 0.0
+    region_width: float | None = None  # None: to the right edge; negative: flipped horizontally
+    region_height: float | None = None  # None: to the bottom edge; negative: flipped vertically
+
+    @classmethod
+    def parse(cls, text: str) -> Viewport:
+        """`vw,vh` or `vw,vh,sx,sy,sw,sh`; anything else raises PixelError naming the value."""
+        pieces = [piece.strip() for piece in text.split(",")]
+        usage = "use viewport=vw,vh or viewport=vw,vh,sx,sy,sw,sh (PS3.18 8.3.5.1.3)"
+        if len(pieces) not in (2, 6):
+            raise InvalidViewport(f"invalid viewport {text!r}: {usage}")
+        try:
+            width, height = int(pieces[0]), int(pieces[1])
+            x, y = (float(p) if p else 0.0 for p in pieces[2:4]) if len(pieces) == 6 else (0.0, 0.0)
+            sw, sh = (float(p) if p else None for p in pieces[4:6]) if len(pieces) == 6 else (None, None)
+        except ValueError:
+            raise InvalidViewport(f"invalid viewport {text!r}: vw and vh are whole numbers, the region numbers;"
+                             f" {usage}") from None
+        if not (0 < width <= MAX_VIEWPORT_SIDE and 0 < height <= MAX_VIEWPORT_SIDE):
+            raise InvalidViewport(f"invalid viewport {text!r}: vw and vh must be between 1 and {MAX_VIEWPORT_SIDE}")
+        if x < 0 or y < 0 or sw == 0 or sh == 0 or not all(math.isfinite(v) for v in (x, y, sw or 1, sh or 1)):
+            raise InvalidViewport(f"invalid viewport {text!r}: sx and sy must be >= 0 and sw, sh non-zero")
+        return cls(width, height, x, y, sw, sh)
 
 
 _Result = TypeVar("_Result")
@@ -109,26 +183,29 @@ def transcode(data: bytes, transfer_syntax: str) -> bytes:
         raise PixelError(f"{element.name} cannot be encapsulated: {_syntax_name(target)} only encodes"
                          " integer Pixel Data; use a native transfer syntax")
     if element is not None and element.tag == _PIXEL_DATA:
-        if target.is_encapsulated:
-            frames, info = _decode(ds, source)
-            _set_image_pixel(ds, info)
-            _encode(ds, source, target, frames)
-        elif source.is_encapsulated or not source.is_little_endian:
-            frames, info = _decode(ds, source)
-            _set_native_pixel_data(ds, frames, info)
-        # else: native little endian to native little endian; the pixel bytes stay as they are
+        with _codec_lock(source, target):
+            if target.is_encapsulated:
+                frames, info = _decode(ds, source)
+                _set_image_pixel(ds, info)
+                _encode(ds, source, target, frames)
+            elif source.is_encapsulated or not source.is_little_endian:
+                frames, info = _decode(ds, source)
+                _set_native_pixel_data(ds, frames, info)
+            # else: native little endian to native little endian; the pixel bytes stay as they are
     ds.file_meta.TransferSyntaxUID = target
     return _write(ds, target)
 
 
 @_quiet
-def render(data: bytes, image_format: str) -> list[bytes]:
-    """Every frame as an 8-bit JPEG or PNG image ("jpeg" or "png"), in frame order.
+def render(data: bytes, image_format: str, numbers: list[int] | None = None,
+           viewport: Viewport | None = None) -> list[bytes]:
+    """Frames `numbers` (1-based; every frame when None) as 8-bit JPEG or PNG images ("jpeg" or "png"), in order.
 
     Grayscale: Modality LUT (rescale slope/intercept, or a Modality LUT Sequence), then VOI (first window
     center/width with its VOI LUT Function, else a VOI LUT Sequence, else the frame's min/max), then
     MONOCHROME1 inversion. Colour: YBR converted to RGB, palette colour looked up, samples scaled to 8 bits.
     Enhanced multi-frame instances take these attributes from their functional groups when not top-level.
+    A viewport then crops (and flips) the source region and scales it to fit, keeping its aspect ratio.
     """
     image_format = image_format.lower()
     if image_format not in RENDER_FORMATS:
@@ -136,68 +213,90 @@ def render(data: bytes, image_format: str) -> list[bytes]:
     ds = _read(data)
     element = _pixel_element(ds)
     if element is None:
-        raise PixelError(f"the instance has no pixel data ({_sop_class_name(ds)}), so there is no image to render"
+        raise NoPixelData(f"the instance has no pixel data ({_sop_class_name(ds)}), so there is no image to render"
                          f" as {image_format.upper()}")
     source = _stored_syntax(ds)
+    indexes = _frame_indexes(ds, numbers)
     images = []
-    for index, frame in enumerate(_iter_frames(ds, source)):
+    for index, frame in zip(indexes, _iter_frames(ds, source, indexes), strict=True):
         try:
             pixels = _to_8bit(ds, frame, index)
         except PixelError:
             raise
         except Exception as exc:  # a malformed LUT or attribute: this instance fails alone
             raise PixelError(f"cannot render frame {index + 1}: {_one_line(exc)}") from None
-        images.append(_encode_image(pixels, image_format))
+        images.append(_encode_image(pixels, image_format, viewport))
     return images
 
 
 @_quiet
-def raw_frames(data: bytes) -> list[bytes]:
-    """Every frame's uncompressed pixel data as explicit VR little endian lays it out (octet-stream, 1.2.1).
+def frames(data: bytes, transfer_syntax: str, numbers: list[int] | None = None) -> tuple[list[bytes], str]:
+    """Frames `numbers` (1-based; all when None) and the transfer syntax they are in.
 
-    Native little endian data is cut as stored (YBR_FULL_422 keeps its subsampled layout; 1-bit frames are
-    re-packed from bit 0 when they do not start on a byte); compressed data is decoded, colour as RGB.
+    `transfer_syntax`: "*" = as stored (compressed frames stay compressed, a frame's fragments joined; native
+    data as for explicit VR little endian); explicit VR little endian = uncompressed, little endian, as
+    octet-stream frames are (native YBR_FULL_422 keeps its subsampled layout, compressed data is decoded with
+    colour as RGB, 1-bit frames that do not start on a byte are re-packed from bit 0); any encapsulated
+    syntax transcode() writes = the instance transcoded, then its frames.
     """
     ds = _read(data)
-    element = _require_pixels(ds, "raw frames")
+    element = _require_pixels(ds, "frames")
     source = _stored_syntax(ds)
+    indexes = _frame_indexes(ds, numbers)
+    target = UID(transfer_syntax) if transfer_syntax != AS_STORED else source
+    if transfer_syntax == AS_STORED and not source.is_encapsulated:
+        target = UID(EXPLICIT_LE)
+    if target.is_encapsulated and target != source:
+        return frames(transcode(data, target), AS_STORED, numbers)
+    if target.is_encapsulated:
+        return _encapsulated_frames(ds, element, indexes), str(target)
+    if target != EXPLICIT_LE:
+        raise PixelError(f"frames are served uncompressed as {_syntax_name(EXPLICIT_LE)} or encapsulated,"
+                         f" not as {_syntax_name(target)}")
+    return _native_frames(ds, element, source, indexes), EXPLICIT_LE
+
+
+def _frame_indexes(ds: Dataset, numbers: list[int] | None) -> list[int]:
+    """0-based indexes of 1-based frame `numbers` (every frame when None); FrameNotFound past the last."""
+    count = _number_of_frames(ds)
+    if numbers is None:
+        return list(range(count))
+    for number in numbers:
+        if not 1 <= number <= count:
+            raise FrameNotFound(f"frame {number} does not exist: the instance has {count} frame(s)")
+    return [number - 1 for number in numbers]
+
+
+def _encapsulated_frames(ds: Dataset, element: DataElement, indexes: list[int]) -> list[bytes]:
+    count = _number_of_frames(ds)
+    try:
+        found = [bytes(frame) for frame in generate_frames(element.value, number_of_frames=count)]
+    except Exception as exc:
+        raise PixelError(f"cannot split the encapsulated pixel data into {count} frame(s):"
+                         f" {_one_line(exc)}") from None
+    if len(found) != count:
+        raise PixelError(f"the encapsulated pixel data holds {len(found)} frame(s), not NumberOfFrames={count}")
+    return [found[i] for i in indexes]
+
+
+def _native_frames(ds: Dataset, element: DataElement, source: UID, indexes: list[int]) -> list[bytes]:
+    """Uncompressed frames, little endian: cut from native little endian data, else decoded."""
     count = _number_of_frames(ds)
     bits = int(ds.get("BitsAllocated") or 8)
     if not source.is_encapsulated and source.is_little_endian:
         value = element.value
         if element.tag == _PIXEL_DATA and bits == 1:
-            return _one_bit_frames(ds, value, count)
+            return _one_bit_frames(ds, value, count, indexes)
         size = _native_frame_length(ds, element.tag)
         if size == 0 or len(value) < size * count:
             raise PixelError(f"the pixel data holds {len(value)} bytes, fewer than {count} frame(s) of {size}")
-        return [bytes(value[i * size:(i + 1) * size]) for i in range(count)]
+        return [bytes(value[i * size:(i + 1) * size]) for i in indexes]
     if element.tag != _PIXEL_DATA:  # float pixel data stored big endian
         _convert_elements(ds, swap=True)
         size = _native_frame_length(ds, element.tag)
-        return [bytes(ds[element.tag].value[i * size:(i + 1) * size]) for i in range(count)]
-    return [_frame_bytes(frame, bits) for frame in _iter_frames(ds, source)]
+        return [bytes(ds[element.tag].value[i * size:(i + 1) * size]) for i in indexes]
+    return [_frame_bytes(frame, bits) for frame in _iter_frames(ds, source, indexes)]
 
-
-@_quiet
-def stored_frames(data: bytes) -> list[bytes]:
-    """Every frame's pixel data as stored (octet-stream, transfer-syntax=*): compressed frames stay compressed.
-
-    Native data is cut into frames as raw_frames() does (octet-stream native data is little endian).
-    """
-    ds = _read(data)
-    element = _require_pixels(ds, "frames")
-    source = _stored_syntax(ds)
-    if not source.is_encapsulated:
-        return raw_frames(data)
-    count = _number_of_frames(ds)
-    try:
-        frames = [bytes(frame) for frame in generate_frames(element.value, number_of_frames=count)]
-    except Exception as exc:
-        raise PixelError(f"cannot split the encapsulated pixel data into {count} frame(s):"
-                         f" {_one_line(exc)}") from None
-    if len(frames) != count:
-        raise PixelError(f"the encapsulated pixel data holds {len(frames)} frame(s), not NumberOfFrames={count}")
-    return frames
 
 
 # --- reading and writing ---------------------------------------------------------------------------
@@ -236,10 +335,11 @@ def _convert_elements(ds: Dataset, swap: bool) -> None:
     for element in ds.iterall():
         size = _SWAP_SIZES.get(element.VR) if swap else None
         if size and element.tag != _PIXEL_DATA and isinstance(element.value, bytes):
-            element.value = _swapped(element.value, size)
+            element.value = to_little_endian(element.value, size)
 
 
-def _swapped(value: bytes, size: int) -> bytes:
+def to_little_endian(value: bytes, size: int) -> bytes:
+    """Big endian words of `size` bytes swapped to little endian (a trailing partial word is kept as is)."""
     usable = len(value) - len(value) % size
     array = np.frombuffer(value[:usable], dtype=f">u{size}").astype(f"<u{size}")
     return array.tobytes() + value[usable:]
@@ -258,7 +358,7 @@ def _pixel_element(ds: Dataset) -> DataElement | None:
 def _require_pixels(ds: Dataset, what: str) -> DataElement:
     element = _pixel_element(ds)
     if element is None:
-        raise PixelError(f"the instance has no pixel data ({_sop_class_name(ds)}), so it has no {what}")
+        raise NoPixelData(f"the instance has no pixel data ({_sop_class_name(ds)}), so it has no {what}")
     return element
 
 
@@ -269,23 +369,27 @@ def _number_of_frames(ds: Dataset) -> int:
         return 1
 
 
-def _iter_frames(ds: Dataset, source: UID) -> Any:
-    """Decoded frames (numpy arrays), colour converted to RGB; decoding errors become PixelError."""
+def _iter_frames(ds: Dataset, source: UID, indexes: list[int] | None = None) -> Iterator[np.ndarray]:
+    """Decoded frames `indexes` (0-based; all when None), colour as RGB; decoding errors become PixelError."""
     decoder = get_decoder(source) if _has_decoder(source) else None
     if decoder is None or not decoder.is_available:
         raise PixelError(f"no decoder here for pixel data stored as {_syntax_name(source)}")
-    iterator = decoder.iter_array(ds, as_rgb=True)
-    index = 0
-    while True:
+    iterator = decoder.iter_array(ds, indices=indexes, as_rgb=True)
+    for index in indexes if indexes is not None else range(_number_of_frames(ds)):
         try:
-            frame, _ = next(iterator)
+            with _codec_lock(source):
+                frame, _ = next(iterator)
         except StopIteration:
-            return
+            raise PixelError(f"the pixel data ends before frame {index + 1}") from None
         except Exception as exc:
             raise PixelError(f"cannot decode frame {index + 1} of the {_syntax_name(source)} pixel data:"
                              f" {_one_line(exc)}") from None
-        index += 1
         yield frame
+
+
+def _codec_lock(*syntaxes: str) -> contextlib.AbstractContextManager[Any]:
+    """The OpenJPEG lock when any of `syntaxes` goes through pylibjpeg-openjpeg, else nothing to hold."""
+    return _OPENJPEG_LOCK if any(s in _OPENJPEG_SYNTAXES for s in syntaxes) else contextlib.nullcontext()
 
 
 def _has_decoder(syntax: UID) -> bool:
@@ -438,6 +542,20 @@ def _to_8bit(ds: Dataset, frame: np.ndarray, index: int) -> np.ndarray:
     if photometric == "PALETTE COLOR":
         rgb = apply_color_lut(frame, ds)
         return _scale_to_8bit(rgb, 16 if rgb.dtype.itemsize > 1 else 8)
+    if frame.dtype.kind in "iu" and frame.dtype.itemsize <= 2 and "ModalityLUTSequence" not in ds and frame.size:
+        # Why: the pipeline is per value, so run it once over the frame's value range and look pixels up in
+        # that table (5x faster on a 512x512 CT than float arithmetic per pixel). The range's ends are the
+        # frame's min and max and the rescale is linear, so min/max stretching gives the same result.
+        low, high = int(frame.min()), int(frame.max())
+        size = 2 ** (8 * frame.dtype.itemsize)
+        domain = np.arange(low, high + 1, dtype=np.int64)
+        table = np.zeros(size, dtype=np.uint8)
+        table[domain & (size - 1)] = _grayscale_to_8bit(ds, domain, index, photometric)  # signed wraps around
+        return table[frame.view(f"u{frame.dtype.itemsize}")]
+    return _grayscale_to_8bit(ds, frame, index, photometric)
+
+
+def _grayscale_to_8bit(ds: Dataset, frame: np.ndarray, index: int, photometric: str) -> np.ndarray:
     values = _modality(ds, frame, index)
     window = _window(ds, index)
     if window is not None:
@@ -533,16 +651,43 @@ def _first(value: Any) -> Any:
     return value[0] if isinstance(value, MultiValue | list | tuple) and len(value) else value
 
 
-def _encode_image(pixels: np.ndarray, image_format: str) -> bytes:
+def _encode_image(pixels: np.ndarray, image_format: str, viewport: Viewport | None = None) -> bytes:
     from PIL import Image
 
     out = io.BytesIO()
     image = Image.fromarray(np.ascontiguousarray(pixels))
+    if viewport is not None:
+        image = _fit(image, viewport)
     if image_format == "jpeg":
         image.save(out, "JPEG", quality=JPEG_QUALITY)
     else:
         image.save(out, "PNG", compress_level=PNG_COMPRESS_LEVEL)
     return out.getvalue()
+
+
+def _fit(image: Any, viewport: Viewport) -> Any:
+    """Crop the viewport's source region (flipped when its width/height is negative), scale it into vw x vh."""
+    from PIL import Image
+
+    columns, rows = image.size
+    width = viewport.region_width if viewport.region_width is not None else columns - viewport.x
+    height = viewport.region_height if viewport.region_height is not None else rows - viewport.y
+    left, right = sorted((viewport.x, viewport.x + width))
+    top, bottom = sorted((viewport.y, viewport.y + height))
+    box = (max(0.0, left), max(0.0, top), min(float(columns), right), min(float(rows), bottom))
+    if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+        raise InvalidViewport(f"the viewport's source region ({viewport.x:g},{viewport.y:g} {width:g}x{height:g}) lies"
+                         f" outside the {columns}x{rows} image")
+    region_width, region_height = box[2] - box[0], box[3] - box[1]
+    scale = min(viewport.width / region_width, viewport.height / region_height)
+    size = (max(1, round(region_width * scale)), max(1, round(region_height * scale)))
+    # reducing_gap: Pillow first shrinks by whole factors, much faster than one resample for thumbnails
+    image = image.resize(size, Image.Resampling.BILINEAR, box=box, reducing_gap=2.0)
+    if width < 0:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if height < 0:
+        image = image.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    return image
 
 
 # --- frames of native data ---------------------------------------------------------------------------
@@ -559,15 +704,18 @@ def _native_frame_length(ds: Dataset, tag: int) -> int:
     return rows * columns * samples * bytes_per_sample
 
 
-def _one_bit_frames(ds: Dataset, value: bytes, count: int) -> list[bytes]:
+def _one_bit_frames(ds: Dataset, value: bytes, count: int, indexes: list[int]) -> list[bytes]:
+    """1-bit frames: cut at byte boundaries when frames fill whole bytes, else re-packed to start at bit 0."""
     pixels = int(ds.get("Rows") or 0) * int(ds.get("Columns") or 0) * int(ds.get("SamplesPerPixel") or 1)
     if pixels % 8 == 0:
         size = pixels // 8
-        return [bytes(value[i * size:(i + 1) * size]) for i in range(count)]
+        if len(value) < size * count:
+            raise PixelError(f"the 1-bit pixel data holds {len(value)} bytes, fewer than {count} frame(s) of {size}")
+        return [bytes(value[i * size:(i + 1) * size]) for i in indexes]
     bits = np.unpackbits(np.frombuffer(value, dtype=np.uint8), bitorder="little")
     if bits.size < pixels * count:
         raise PixelError(f"the 1-bit pixel data holds {bits.size} bits, fewer than {count} frame(s) of {pixels}")
-    return [np.packbits(bits[i * pixels:(i + 1) * pixels], bitorder="little").tobytes() for i in range(count)]
+    return [np.packbits(bits[i * pixels:(i + 1) * pixels], bitorder="little").tobytes() for i in indexes]
 
 
 # --- names -------------------------------------------------------------------------------------------

@@ -36,19 +36,6 @@ logger = logging.getLogger(__name__)
 DICOM, JPEG, PNG, OCTETS = "application/dicom", "image/jpeg", "image/png", "application/octet-stream"
 AS_STORED = "*"
 _EXTENSIONS = {DICOM: ".dcm", JPEG: ".jpg", PNG: ".png", OCTETS: ""}
-# Transfer syntaxes the real API accepts for application/dicom (§4.3) that no encoder here can write.
-_NOT_EMULATED_SYNTAXES = {
-    "1.2.840.10008.1.2.4.51": "JPEG Extended (Process 2 & 4)",
-    "1.2.840.10008.1.2.4.57": "JPEG Lossless (Process 14)",
-    "1.2.840.10008.1.2.4.70": "JPEG Lossless SV1",
-    "1.2.840.10008.1.2.4.110": "JPEG XL Lossless",
-    "1.2.840.10008.1.2.4.111": "JPEG XL JPEG Recompression",
-    "1.2.840.10008.1.2.4.112": "JPEG XL",
-    "1.2.840.10008.1.2.4.201": "HTJ2K Lossless",
-    "1.2.840.10008.1.2.4.202": "HTJ2K Lossless RPCL",
-    "1.2.840.10008.1.2.4.203": "HTJ2K",
-    "1.2.840.10008.1.2.8.1": "Deflated Image Frame Compression",
-}
 _BUCKET_URI = re.compile(r"gs://([a-z0-9][a-z0-9._\-]{1,220}[a-z0-9])(?:/(.*))?", re.DOTALL)
 _WORKERS = 8  # instances processed at once: codecs, numpy, zlib and uploads release the GIL
 _IN_FLIGHT = _WORKERS * 2  # submitted and not finished, so workers never wait for this thread
@@ -78,7 +65,7 @@ class ExportFormat:
             return pixels.render(data, "jpeg")
         if self.media_type == PNG:
             return pixels.render(data, "png")
-        return pixels.stored_frames(data) if self.transfer_syntax == AS_STORED else pixels.raw_frames(data)
+        return pixels.frames(data, self.transfer_syntax)[0]
 
 
 def supported_mime_types() -> list[str]:
@@ -116,9 +103,9 @@ def parse_mime_type(value: Any) -> ExportFormat:
         return ExportFormat(value, media_type, defaults.get(media_type, ""))
     if media_type in allowed and syntax in allowed[media_type]:
         return ExportFormat(value, media_type, syntax)
-    if media_type == DICOM and syntax in _NOT_EMULATED_SYNTAXES:
+    if media_type == DICOM and syntax in pixels.NOT_EMULATED_TARGETS:
         raise Unimplemented(
-            f"gcsDestination.mimeType {value!r}: the emulator cannot write {_NOT_EMULATED_SYNTAXES[syntax]}"
+            f"gcsDestination.mimeType {value!r}: the emulator cannot write {pixels.NOT_EMULATED_TARGETS[syntax]}"
             f" ({syntax}), which the real API accepts; no encoder for it is installed. Supported here: "
             + ", ".join(supported_mime_types()))
     raise InvalidArgument(f"unsupported gcsDestination.mimeType {value!r}; supported values: "

@@ -5,21 +5,27 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import shutil
+import subprocess
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.encaps import generate_frames
+from pydicom.pixels import pack_bits
 
 from dicom_samples import SyntheticInstance, synthetic_instance, synthetic_studies
 
 pytestmark = pytest.mark.integration
 
 PIXEL_DATA = "7FE00010"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 
 def _corpus_file(name: str) -> Path:
@@ -320,15 +326,21 @@ def test_wado_frames_native_big_endian_and_compressed(client, web):
     requests.post(f"{web}/studies", data=_corpus_file("SC_rgb_rle_2frame.dcm").read_bytes(),
                   headers={"Content-Type": "application/dicom"}, timeout=10).raise_for_status()
     path = f"{web}/studies/{rle.StudyInstanceUID}/series/{rle.SeriesInstanceUID}/instances/{rle.SOPInstanceUID}"
+    # The real API's default for frames is octet-stream explicit VR LE: compressed frames come back decoded.
     assert client.retrieve_instance_frames(rle.StudyInstanceUID, rle.SeriesInstanceUID, rle.SOPInstanceUID,
-                                           frame_numbers=[2]) == [list(generate_frames(rle.PixelData,
-                                                                                       number_of_frames=2))[1]]
-    raw = requests.get(f"{path}/frames/1", timeout=10)
+                                           frame_numbers=[2]) == [rle.pixel_array[1].tobytes()]
+    stored = client.retrieve_instance_frames(rle.StudyInstanceUID, rle.SeriesInstanceUID, rle.SOPInstanceUID,
+                                             frame_numbers=[2],
+                                             media_types=(("image/dicom-rle", "1.2.840.10008.1.2.5"),))
+    assert stored == [list(generate_frames(rle.PixelData, number_of_frames=2))[1]]
+    raw = requests.get(f"{path}/frames/1", headers={
+        "Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*'}, timeout=10)
     assert raw.headers["Content-Type"].startswith('multipart/related; type="image/dicom-rle"')
     assert b"Content-Type: image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5" in raw.content
-    decompress = requests.get(f"{path}/frames/1",
-                              headers={"Accept": 'multipart/related; type="application/octet-stream"'}, timeout=10)
-    assert decompress.status_code == 406 and "transcoding" in decompress.json()["error"]["message"]
+    jpeg_ls = requests.get(f"{path}/frames/1", headers={"Accept": 'multipart/related; type="image/jls"'}, timeout=10)
+    assert b"Content-Type: image/jls; transfer-syntax=1.2.840.10008.1.2.4.80" in jpeg_ls.content
+    png = requests.get(f"{path}/frames/1", headers={"Accept": 'multipart/related; type="image/png"'}, timeout=10)
+    assert png.status_code == 406 and "image/png" in png.json()["error"]["message"]
     missing = requests.get(f"{path}/frames/3", timeout=10)
     assert missing.status_code == 404 and "frame 3" in missing.json()["error"]["message"]
 
@@ -361,11 +373,18 @@ def test_wado_accept_negotiation(web, studies):
     assert single.content == first.data
     jpeg = requests.get(path, headers={
         "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'}, timeout=10)
-    assert jpeg.status_code == 406
-    assert "transcoding" in jpeg.json()["error"]["message"] and "1.2.840.10008.1.2.4.50" in jpeg.json()["error"][
-        "message"]
-    rendered = requests.get(f"{path}/rendered", timeout=10)
-    assert rendered.status_code == 501 and "rendered" in rendered.json()["error"]["message"]
+    assert jpeg.status_code == 406  # 16-bit CT cannot be JPEG baseline; the reason names the instance
+    assert first.sop_uid in jpeg.json()["error"]["message"] and "8-bit" in jpeg.json()["error"]["message"]
+    big_endian = requests.get(path, headers={
+        "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.2'}, timeout=10)
+    assert big_endian.status_code == 406 and "supported" in big_endian.json()["error"]["message"]
+    htj2k = requests.get(path, headers={"Accept": "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.201"},
+                         timeout=10)
+    assert htj2k.status_code == 406 and "no encoder" in htj2k.json()["error"]["message"]
+    study_rendered = requests.get(f"{web}/studies/{first.study_uid}/rendered", timeout=10)
+    assert study_rendered.status_code == 400 and "instances and frames" in study_rendered.json()["error"]["message"]
+    gif = requests.get(f"{path}/rendered", headers={"Accept": "image/gif"}, timeout=10)
+    assert gif.status_code == 406 and "image/png" in gif.json()["error"]["message"]
     xml = requests.get(f"{path}/metadata", headers={"Accept": "application/dicom+xml"}, timeout=10)
     assert xml.status_code == 406
 
@@ -484,3 +503,207 @@ def test_retrieve_url_and_bulkdata_use_the_api_version_of_the_request(emulator, 
                           timeout=10)
     assert answer.status_code == 200
     assert json.loads(answer.content)[0][PIXEL_DATA]["BulkDataURI"].startswith(f"{emulator.url}/v1beta1/")
+
+
+# --- WADO-RS through the pixel module: transcoding, rendered, bulk data, bit-packed frames -------------------
+
+
+def _dcmtk(tool: str, data: bytes, tmp_path: Path, *args: str) -> pydicom.Dataset:
+    """`data` passed through a dcmtk tool that writes a DICOM file (dcmdjpeg, dcmdjpls, dcmdrle…), read back."""
+    if shutil.which(tool) is None:
+        pytest.skip(f"dcmtk's {tool} is not installed")
+    source, target = tmp_path / f"in-{time.monotonic_ns()}.dcm", tmp_path / f"out-{time.monotonic_ns()}.dcm"
+    source.write_bytes(data)
+    subprocess.run([tool, *args, str(source), str(target)], check=True, capture_output=True, timeout=60)
+    return _read(target)
+
+
+def _dcmdump_syntax(data: bytes, tmp_path: Path) -> str:
+    path = tmp_path / f"dump-{time.monotonic_ns()}.dcm"
+    path.write_bytes(data)
+    result = subprocess.run(["dcmdump", "-q", "-Un", "+P", "0002,0010", str(path)], capture_output=True, text=True,
+                            timeout=30, check=True)
+    return result.stdout.split("[", 1)[1].split("]", 1)[0]
+
+
+def _store_file(web: str, data: bytes) -> pydicom.Dataset:
+    requests.post(f"{web}/studies", data=data, headers={"Content-Type": "application/dicom"},
+                  timeout=30).raise_for_status()
+    return pydicom.dcmread(io.BytesIO(data))
+
+
+def _instance_path(web: str, ds: pydicom.Dataset) -> str:
+    return f"{web}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+
+
+def _gray8(rows: int = 48, columns: int = 64, frames: int = 1) -> bytes:
+    """An 8-bit grayscale Secondary Capture instance (JPEG baseline needs 8 bits), ramps per frame."""
+    ds = pydicom.Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7.2"
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    ds.PatientID, ds.Modality = "SYNTH-GRAY", "OT"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, columns, frames
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ramp = np.add.outer(np.arange(rows), np.arange(columns))
+    ds.PixelData = np.stack([(ramp * (n + 1)) % 256 for n in range(frames)]).astype(np.uint8).tobytes()
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_wado_default_is_explicit_vr_little_endian_and_transcodes_check_out_with_dcmtk(client, web, tmp_path):
+    rle = _store_file(web, _corpus_file("SC_rgb_rle_2frame.dcm").read_bytes())
+    jls = _store_file(web, _corpus_file("MR_small_jpeg_ls_lossless.dcm").read_bytes())
+    gray = _store_file(web, _gray8())
+
+    # Without a transfer syntax, compressed instances come back decompressed (the real API's default).
+    for original in (rle, jls):
+        retrieved = client.retrieve_instance(original.StudyInstanceUID, original.SeriesInstanceUID,
+                                             original.SOPInstanceUID, media_types=("application/dicom",))
+        assert retrieved.file_meta.TransferSyntaxUID == EXPLICIT_LE
+        np.testing.assert_array_equal(retrieved.pixel_array, original.pixel_array)
+        no_accept = requests.get(_instance_path(web, original), timeout=30)
+        assert b"Content-Type: application/dicom; transfer-syntax=1.2.840.10008.1.2.1" in no_accept.content
+    as_stored = requests.get(_instance_path(web, jls), headers={"Accept": "application/dicom; transfer-syntax=*"},
+                             timeout=30)
+    assert as_stored.content == _corpus_file("MR_small_jpeg_ls_lossless.dcm").read_bytes()
+
+    # Each encapsulated answer decoded by dcmtk (an independent decoder) and compared with the original pixels.
+    checks = [("1.2.840.10008.1.2.5", "dcmdrle", rle, 0), ("1.2.840.10008.1.2.4.80", "dcmdjpls", jls, 0),
+              ("1.2.840.10008.1.2.4.81", "dcmdjpls", jls, 2), ("1.2.840.10008.1.2.4.50", "dcmdjpeg", gray, 3)]
+    for syntax, tool, original, tolerance in checks:
+        answer = requests.get(_instance_path(web, original),
+                              headers={"Accept": f"application/dicom; transfer-syntax={syntax}"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["Content-Type"] == f"application/dicom; transfer-syntax={syntax}"
+        assert _dcmdump_syntax(answer.content, tmp_path) == syntax
+        decoded = _dcmtk(tool, answer.content, tmp_path).pixel_array.astype(int)
+        difference = np.abs(decoded - original.pixel_array.astype(int))
+        assert difference.max() <= tolerance if tolerance < 3 else difference.mean() < tolerance, syntax
+
+    # A study retrieve transcodes every instance of the study, each part labelled with its syntax.
+    parts = client.retrieve_study(rle.StudyInstanceUID, media_types=(("application/dicom", "1.2.840.10008.1.2.5"),))
+    assert [ds.file_meta.TransferSyntaxUID for ds in parts] == ["1.2.840.10008.1.2.5"]
+
+
+def test_wado_rendered_jpeg_and_png_with_viewport_match_dcmtk(client, web, tmp_path):
+    if shutil.which("dcm2pnm") is None:
+        pytest.skip("dcmtk's dcm2pnm is not installed")
+    from PIL import Image
+
+    instance = synthetic_instance(seed=21, rows=64, columns=80)
+    client.store_instances([_dataset(instance)])
+    uids = (instance.study_uid, instance.series_uid, instance.sop_uid)
+    png = client.retrieve_instance_rendered(*uids, media_types=("image/png",))
+    rendered = np.asarray(Image.open(io.BytesIO(png)))
+    # dcm2pnm with the first VOI window (+Wi 1), as the emulator renders; rounding may differ by one.
+    source = tmp_path / "ct.dcm"
+    source.write_bytes(instance.data)
+    subprocess.run(["dcm2pnm", "--write-png", "+Wi", "1", str(source), str(tmp_path / "ct.png")], check=True,
+                   capture_output=True, timeout=60)
+    expected = np.asarray(Image.open(tmp_path / "ct.png"))
+    assert rendered.shape == (64, 80) and np.abs(rendered.astype(int) - expected.astype(int)).max() <= 1
+
+    jpeg = client.retrieve_instance_rendered(*uids)  # no Accept: image/jpeg, the default
+    assert jpeg[:2] == b"\xff\xd8" and Image.open(io.BytesIO(jpeg)).size == (80, 64)
+    thumbnail = client.retrieve_instance_rendered(*uids, media_types=("image/jpeg",), params={"viewport": "40,40"})
+    assert Image.open(io.BytesIO(thumbnail)).size == (40, 32)  # aspect ratio kept inside the viewport
+    flipped = client.retrieve_instance_frames_rendered(*uids, frame_numbers=[1], media_types=("image/png",),
+                                                       params={"viewport": "80,64,80,0,-80,64"})
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(flipped))), rendered[:, ::-1])
+
+    path = _instance_path(web, _dataset(instance))
+    bad = requests.get(f"{path}/rendered", params={"viewport": "0,10"}, timeout=10)
+    assert bad.status_code == 400 and "viewport" in bad.json()["error"]["message"]
+    outside = requests.get(f"{path}/rendered", params={"viewport": "10,10,500,0,20,20"}, timeout=10)
+    assert outside.status_code == 400 and "outside the 80x64 image" in outside.json()["error"]["message"]
+    assert requests.get(f"{path}/frames/2/rendered", timeout=10).status_code == 404
+
+
+def _stretched(frame: np.ndarray) -> np.ndarray:
+    """Without a VOI window a frame renders from its min/max to 0..255."""
+    values = frame.astype(float)
+    return np.rint((values - values.min()) * 255 / (values.max() - values.min())).astype(np.uint8)
+
+
+def test_wado_rendered_frames_of_a_multiframe_instance_and_no_pixel_data(web):
+    from PIL import Image
+
+    multiframe = _store_file(web, _gray8(frames=3))
+    path = _instance_path(web, multiframe)
+    one = requests.get(f"{path}/frames/2/rendered", headers={"Accept": "image/png"}, timeout=10)
+    assert one.headers["Content-Type"] == "image/png"
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(one.content))),
+                                  _stretched(multiframe.pixel_array[1]))
+    several = requests.get(f"{path}/frames/3,1/rendered", headers={"Accept": "image/png"}, timeout=10)
+    assert several.headers["Content-Type"].startswith('multipart/related; type="image/png"')
+    instance = requests.get(f"{path}/rendered", headers={"Accept": "image/png"}, timeout=10)  # its first frame
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(instance.content))),
+                                  _stretched(multiframe.pixel_array[0]))
+
+    plan = _store_file(web, _corpus_file("rtplan.dcm").read_bytes())
+    no_pixels = requests.get(f"{_instance_path(web, plan)}/rendered", timeout=10)
+    assert no_pixels.status_code == 400 and "no pixel data" in no_pixels.json()["error"]["message"]
+
+
+def test_wado_bulkdata_single_part_and_encapsulated_pixel_data_as_stored(web):
+    rle = _store_file(web, _corpus_file("SC_rgb_rle_2frame.dcm").read_bytes())
+    path = f"{_instance_path(web, rle)}/bulkdata/7FE00010"
+    single = requests.get(path, headers={"Accept": "application/octet-stream; transfer-syntax=*"}, timeout=10)
+    assert single.headers["Content-Type"] == "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.5"
+    assert single.content == rle.PixelData  # the encapsulated value, as stored
+    decoded = requests.get(path, headers={
+        "Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1'},
+        timeout=10)
+    assert decoded.status_code == 406 and "frames" in decoded.json()["error"]["message"]
+
+
+def test_wado_bit_packed_frames_start_on_a_byte_as_exports_cut_them(client, web):
+    # 3 frames of 5x3 1-bit pixels: frames 2 and 3 start inside a byte in the stored Pixel Data.
+    ds = pydicom.Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    ds.PatientID, ds.Modality = "SYNTH-SEG", "SEG"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 5, 3, 3
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 1, 0, 0
+    masks = np.random.default_rng(5).integers(0, 2, (3, 5, 3), dtype=np.uint8)
+    ds.PixelData = pack_bits(masks)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    _store_file(web, out.getvalue())
+    frames = client.retrieve_instance_frames(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID,
+                                             frame_numbers=[2, 3, 1])
+    assert frames == [pack_bits(masks[1]), pack_bits(masks[2]), pack_bits(masks[0])]
+
+
+def test_concurrent_jpeg_2000_retrievals_do_not_crash_the_emulator(emulator, client, web):
+    # The HTTP server answers on threads: JPEG 2000 transcodes at once crashed the process before issue 17.
+    instances = [synthetic_instance(seed=40 + n, rows=256, columns=256) for n in range(4)]
+    client.store_instances([_dataset(i) for i in instances])
+    urls = [f"{web}/studies/{i.study_uid}/series/{i.series_uid}/instances/{i.sop_uid}" for i in instances] * 6
+
+    def retrieve(url: str) -> str:
+        answer = requests.get(url, headers={"Accept": "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.90"},
+                              timeout=60)
+        return pydicom.dcmread(io.BytesIO(answer.content)).file_meta.TransferSyntaxUID
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(retrieve, urls)) == {"1.2.840.10008.1.2.4.90"}
+    assert requests.get(f"{emulator.url}/_emulator/health", timeout=10).json()["status"] == "ok"
+
+
+def test_wado_frames_of_native_ybr_full_422_keep_the_subsampled_layout(client, web):
+    # 100x100 YBR_FULL_422: 2 bytes per pixel as stored (the old WADO cutter asked for 3 and answered 400).
+    data = _corpus_file("SC_ybr_full_422_uncompressed.dcm").read_bytes()
+    ds = _store_file(web, data)
+    frames = client.retrieve_instance_frames(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID,
+                                             frame_numbers=[1])
+    assert frames == [ds.PixelData[:100 * 100 * 2]]

@@ -25,6 +25,7 @@ from pydicom.encaps import generate_frames
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from dicom_samples import synthetic_instance
+from healthcare_emulator.dicom import pixels
 from tests.helpers import wait
 
 pytestmark = pytest.mark.integration
@@ -174,6 +175,28 @@ def test_lossless_transcodes_read_back_by_dcmdump_and_pydicom_with_identical_pix
             assert ds.file_meta.TransferSyntaxUID == expected_syntax
             np.testing.assert_array_equal(ds.pixel_array, originals[key], err_msg=f"{key} as {syntax}")
 
+
+
+def test_a_multi_instance_store_exports_to_every_written_syntax_repeatedly_without_crashing(emulator, healthcare,
+                                                                                           new_store, new_bucket):
+    # Issue 17: 8 export threads encoding JPEG 2000 at once killed the emulator (pylibjpeg-openjpeg is not
+    # thread-safe). 256x256 is large enough to crash it reliably without the lock; several rounds, every syntax.
+    store, bucket = new_store(), new_bucket()
+    files = {f"ct{n}.dcm": synthetic_instance(seed=n, rows=256, columns=256).data for n in range(6)}
+    files |= {f"sc{n}.dcm": multiframe(frames=1, rows=256, columns=256) for n in range(2)}  # 8-bit: JPEG baseline
+    load(healthcare, store, bucket, files)
+    for round_number in range(3):
+        for syntax in pixels.TRANSCODE_TARGETS:
+            folder = f"r{round_number}-{syntax}"
+            operation = export(healthcare, store, f"gs://{bucket.name}/{folder}",
+                               f"application/dicom; transfer-syntax={syntax}")
+            counter = operation["metadata"]["counter"]
+            if syntax == pixels.JPEG_BASELINE:  # 16-bit CT cannot be JPEG baseline: counted, named failures
+                assert counter == {"success": "2", "failure": "6"}, log_entries(operation)
+            else:
+                assert counter == {"success": "8"}, (syntax, log_entries(operation))
+                assert len(objects(bucket, f"{folder}/")) == 8
+    assert requests.get(f"{emulator.url}/_emulator/health", timeout=10).json()["status"] == "ok"
 
 
 def test_plain_application_dicom_is_explicit_vr_little_endian_and_lossy_targets_are_flagged(healthcare, new_store,

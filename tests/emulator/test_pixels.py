@@ -111,7 +111,7 @@ def test_jpeg_baseline_refuses_16_bit_pixels_with_a_reason():
 def test_instances_without_pixel_data_transcode_but_do_not_render():
     plan = corpus("rtplan.dcm")
     assert read(pixels.transcode(plan, pixels.J2K_LOSSLESS)).file_meta.TransferSyntaxUID == pixels.J2K_LOSSLESS
-    for call in (lambda: pixels.render(plan, "png"), lambda: pixels.raw_frames(plan)):
+    for call in (lambda: pixels.render(plan, "png"), lambda: pixels.frames(plan, pixels.EXPLICIT_LE)[0]):
         with pytest.raises(pixels.PixelError, match=r"no pixel data .*RT Plan Storage"):
             call()
 
@@ -151,10 +151,10 @@ def test_render_colour_16_bit_scales_to_8_bits_and_jpeg_decodes():
 
 def test_raw_frames_are_little_endian_and_stored_frames_stay_compressed():
     big = corpus("MR_small_bigendian.dcm")
-    assert pixels.raw_frames(big) == [read(big).pixel_array.astype("<i2").tobytes()]
+    assert pixels.frames(big, pixels.EXPLICIT_LE)[0] == [read(big).pixel_array.astype("<i2").tobytes()]
     rle = corpus("SC_rgb_rle_2frame.dcm")
-    assert [len(frame) for frame in pixels.raw_frames(rle)] == [100 * 100 * 3] * 2
-    stored = pixels.stored_frames(rle)
+    assert [len(frame) for frame in pixels.frames(rle, pixels.EXPLICIT_LE)[0]] == [100 * 100 * 3] * 2
+    stored = pixels.frames(rle, "*")[0]
     assert len(stored) == 2 and all(len(frame) < 100 * 100 * 3 for frame in stored)
 
 
@@ -166,7 +166,7 @@ def test_raw_frames_of_unaligned_one_bit_frames_start_on_a_byte():
     ds.PixelData = np.packbits(frames.ravel(), bitorder="little").tobytes()
     out = io.BytesIO()
     ds.save_as(out)
-    raw = pixels.raw_frames(out.getvalue())
+    raw = pixels.frames(out.getvalue(), pixels.EXPLICIT_LE)[0]
     unpacked = [np.unpackbits(np.frombuffer(f, np.uint8), bitorder="little")[:15].reshape(3, 5) for f in raw]
     np.testing.assert_array_equal(np.stack(unpacked), frames)
 
@@ -184,4 +184,23 @@ def test_pixel_data_no_codec_here_can_decode_is_a_pixel_error_naming_the_syntax(
     for call in (lambda: pixels.render(data, "png"), lambda: pixels.transcode(data, pixels.EXPLICIT_LE)):
         with pytest.raises(pixels.PixelError, match=r"no decoder here .*1\.2\.840\.10008\.1\.2\.4\.100"):
             call()
-    assert pixels.stored_frames(data) == [b"\xff\x0a" + bytes(30)]  # as stored needs no codec
+    assert pixels.frames(data, "*")[0] == [b"\xff\x0a" + bytes(30)]  # as stored needs no codec
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.int8, np.uint8])
+def test_render_by_value_table_matches_per_pixel_arithmetic(dtype):
+    # Integer frames are rendered through a table over their value range; it must equal per-pixel arithmetic,
+    # signed values (which wrap around in the table) and a negative slope included.
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(3)
+    frame = rng.integers(max(info.min, -3000), min(info.max, 3000), (1, 20, 30)).astype(dtype)
+    for attributes in ({"RescaleSlope": "-2", "RescaleIntercept": "100"},
+                       {"RescaleSlope": "1.5", "RescaleIntercept": "-7", "WindowCenter": "40", "WindowWidth": "90"}):
+        data = image_instance(frame, **attributes)
+        values = frame[0].astype(float) * float(attributes["RescaleSlope"]) + float(attributes["RescaleIntercept"])
+        if "WindowCenter" in attributes:
+            center, width = 40.0, 90.0
+            expected = np.clip(((values - (center - 0.5)) / (width - 1) + 0.5) * 255, 0, 255)
+        else:
+            expected = (values - values.min()) * 255 / (values.max() - values.min())
+        np.testing.assert_array_equal(png(pixels.render(data, "png")[0]), np.rint(expected).astype(np.uint8))

@@ -1,24 +1,22 @@
 """DICOMweb (STOW-RS, QIDO-RS, WADO-RS, deletes) under .../dicomStores/{store}/dicomWeb/{path}.
 
 This module routes within dicomWeb, negotiates media types and serialises answers; matching lives in
-qido.py and multipart framing in multipart.py. Metadata comes from the DICOM JSON stored at ingest time;
-only bulk data and frames read the Part-10 blob.
+qido.py, multipart framing in multipart.py, and every pixel operation (transcoding, frames, rendering) in
+dicom/pixels.py, shared with exports. Metadata comes from the DICOM JSON stored at ingest time; instances,
+bulk data, frames and rendered images read the Part-10 blob.
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.encaps import generate_frames
 from pydicom.uid import UID
 
+from ...dicom import bulkdata, pixels
 from ...dicom.parsing import InvalidDicom, parse_instance
 from ...errors import (
     InvalidArgument,
@@ -41,7 +39,7 @@ if TYPE_CHECKING:
 
 DICOM_JSON = "application/dicom+json"
 DICOM_XML = "application/dicom+xml"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
+EXPLICIT_LE = pixels.EXPLICIT_LE
 OCTETS = "application/octet-stream"
 # STOW failure reason (0008,1197) the real API reports for every failed instance: 0x0110 "Processing failure".
 FAILURE_PROCESSING = 272
@@ -56,10 +54,11 @@ _FRAME_MEDIA_TYPES = {
     "1.2.840.10008.1.2.4.80": "image/jls", "1.2.840.10008.1.2.4.81": "image/jls",
     "1.2.840.10008.1.2.4.90": "image/jp2", "1.2.840.10008.1.2.4.91": "image/jp2",
     "1.2.840.10008.1.2.4.92": "image/jpx", "1.2.840.10008.1.2.4.93": "image/jpx",
-    "1.2.840.10008.1.2.5": "image/dicom-rle",
+    "1.2.840.10008.1.2.4.201": "image/jphc", "1.2.840.10008.1.2.4.202": "image/jphc",
+    "1.2.840.10008.1.2.4.203": "image/jphc", "1.2.840.10008.1.2.4.110": "image/jxl",
+    "1.2.840.10008.1.2.4.112": "image/jxl", "1.2.840.10008.1.2.5": "image/dicom-rle",
+    "1.2.840.10008.1.2.8.1": "application/x-deflate",
 }
-_PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
-_SWAP_SIZES = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 _UID_LABELS = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID", "instance": "SOPInstanceUID"}
 
 
@@ -204,22 +203,30 @@ def _records(context: _Context, uids: dict[str, str]) -> list[InstanceRecord]:
 
 def _retrieve(context: _Context, uids: dict[str, str], rest: list[str]) -> Response:
     records = _records(context, uids)
-    single = _negotiate_dicom(context.request, {r.transfer_syntax_uid for r in records}, "instance" in uids)
-    blobs = [(r, context.app.storage.blob_path(context.store_id, r.sha256).read_bytes()) for r in records]
+    single, syntax = _negotiate_dicom(context.request, "instance" in uids)
+    parts = []
+    for record in records:
+        data = context.app.storage.blob_path(context.store_id, record.sha256).read_bytes()
+        if syntax not in (pixels.AS_STORED, record.transfer_syntax_uid):
+            try:
+                data = pixels.transcode(data, syntax)
+            except pixels.PixelError as exc:
+                raise NotAcceptable(f"cannot transcode instance {record.sop_uid} from"
+                                    f" {record.transfer_syntax_uid} to {syntax}: {exc}; ask for transfer-syntax=*"
+                                    " to get it as stored") from None
+        served = record.transfer_syntax_uid if syntax == pixels.AS_STORED else syntax
+        parts.append((f"application/dicom; transfer-syntax={served}", data))
     if single:
-        record, data = blobs[0]
-        return Response(200, data, f"application/dicom; transfer-syntax={record.transfer_syntax_uid}")
-    body, content_type = multipart.encode_related(
-        [(f"application/dicom; transfer-syntax={r.transfer_syntax_uid}", data) for r, data in blobs],
-        "application/dicom")
+        return Response(200, parts[0][1], parts[0][0])
+    body, content_type = multipart.encode_related(parts, "application/dicom")
     return Response(200, body, content_type)
 
 
-def _negotiate_dicom(request: Request, stored: set[str], instance: bool) -> bool:
-    """Pick the answer for a study/series/instance retrieve: True = single part (instances only).
+def _negotiate_dicom(request: Request, instance: bool) -> tuple[bool, str]:
+    """(single part, transfer syntax or "*") for a study/series/instance retrieve.
 
-    Instances are served exactly as stored, so a request that names another transfer syntax would need
-    transcoding, which is not emulated yet: that is a 406 saying so.
+    Without a transfer-syntax parameter the answer is explicit VR little endian, the real API's default (its
+    conformance statement): compressed instances come back decompressed; `transfer-syntax=*` serves them as stored.
     """
     reasons = []
     for media in _accept(request):
@@ -232,16 +239,26 @@ def _negotiate_dicom(request: Request, stored: set[str], instance: bool) -> bool
             if kind not in ("application/dicom", "application/*", "*/*"):
                 reasons.append(f"type {kind!r} is not available for this resource")
                 continue
-        elif media.mime not in ("*/*", "multipart/*") and not single:
+        elif media.mime not in ("*/*", "application/*", "multipart/*") and not single:
             reasons.append(f"{media.mime!r} is not available for this resource")
             continue
-        syntax = media.params.get("transfer-syntax")
-        if syntax in (None, "", "*") or stored == {syntax}:
-            return single
-        reasons.append(
-            f"transfer-syntax={syntax} would need transcoding from {', '.join(sorted(stored))}, which the emulator"
-            " does not do yet; ask for transfer-syntax=* to get the instances as stored")
+        syntax = media.params.get("transfer-syntax") or EXPLICIT_LE
+        reason = _unwritable(syntax)
+        if reason is None:
+            return single, syntax
+        reasons.append(reason)
     raise NotAcceptable(f"cannot satisfy Accept {request.headers.get('accept')!r}: {'; '.join(reasons)}")
+
+
+def _unwritable(syntax: str) -> str | None:
+    """Why the emulator cannot answer in `syntax` ("*" = as stored), or None when it can."""
+    if syntax == pixels.AS_STORED or syntax in pixels.TRANSCODE_TARGETS:
+        return None
+    if syntax in pixels.NOT_EMULATED_TARGETS:
+        return (f"transfer-syntax={syntax} ({pixels.NOT_EMULATED_TARGETS[syntax]}) is served by the real API but"
+                " no encoder for it is installed in the emulator")
+    return (f"transfer-syntax={syntax} is not one the Cloud Healthcare API serves; supported: *, "
+            + ", ".join(pixels.TRANSCODE_TARGETS))
 
 
 def _metadata(context: _Context, uids: dict[str, str], rest: list[str]) -> Response:
@@ -261,110 +278,87 @@ def _metadata(context: _Context, uids: dict[str, str], rest: list[str]) -> Respo
     return Response(200, ("[" + ",".join(pieces) + "]").encode("utf-8"), DICOM_JSON)
 
 
-def _read_dataset(context: _Context, record: InstanceRecord) -> Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pydicom.dcmread(context.app.storage.blob_path(context.store_id, record.sha256))
-
-
-def _negotiate_octets(request: Request, media_type: str, syntax: str, what: str) -> None:
-    """Frames and bulk data come as stored: octet-stream for native data, the codec's type when compressed."""
-    reasons = []
-    for media in _accept(request):
-        if media.mime in ("*/*", "multipart/*"):
-            return
-        if media.mime != "multipart/related":
-            reasons.append(f"{media.mime!r} is not available for {what} (use multipart/related)")
-            continue
-        kind = media.params.get("type", "*/*").lower()
-        wanted = media.params.get("transfer-syntax")
-        if kind == "*/*" or (kind == media_type and wanted in (None, "", "*", syntax)):
-            return
-        if kind == "application/octet-stream" and wanted == "*":
-            return
-        reasons.append(f"type {kind!r}" + (f" with transfer-syntax={wanted}" if wanted else "") +
-                       f" would need transcoding of {what} stored as {media_type} ({syntax}), which the"
-                       " emulator does not do yet")
-    raise NotAcceptable(f"cannot satisfy Accept {request.headers.get('accept')!r}: {'; '.join(reasons)}")
+def _instance_bytes(context: _Context, uids: dict[str, str]) -> tuple[InstanceRecord, bytes]:
+    record = _records(context, uids)[0]
+    return record, context.app.storage.blob_path(context.store_id, record.sha256).read_bytes()
 
 
 def _bulkdata(context: _Context, uids: dict[str, str], rest: list[str]) -> Response:
-    record = _records(context, uids)[0]
-    items, last = _bulkdata_path(rest)
-    _negotiate_octets(context.request, "application/octet-stream", EXPLICIT_LE, "bulk data")
-    ds = _read_dataset(context, record)
-    missing = f"bulk data {'/'.join(rest)} not found in instance {record.sop_uid}"
-    current: Dataset = ds
-    for tag, index in items:
-        if tag not in current or current[tag].VR != "SQ" or index >= len(current[tag].value):
-            raise NotFound(f"{missing}: there is no item {index} of sequence {tag:08X}")
-        current = current[tag].value[index]
-    if last not in current:
-        raise NotFound(f"{missing}: there is no element {last:08X}")
-    element = current[last]
-    value = element.value
-    if not isinstance(value, bytes):
-        raise NotFound(f"{missing}: element {last:08X} holds no binary value")
-    size = _SWAP_SIZES.get(element.VR)
-    if size and not ds.original_encoding[1] and not _encapsulated(ds, element.tag):
-        value = _to_little_endian(value, size)  # octet-stream bulk data is little endian (PS3.18 8.7.3.3.2)
-    body, content_type = multipart.encode_related(
-        [(f"application/octet-stream; transfer-syntax={EXPLICIT_LE}", value)], "application/octet-stream")
-    return Response(200, body, content_type)
+    try:
+        steps, last = bulkdata.parse_path(rest)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+    single, wanted = _negotiate_bulkdata(context.request)
+    record, data = _instance_bytes(context, uids)
+    try:
+        value, syntax = bulkdata.value(data, steps, last)
+    except bulkdata.BulkDataNotFound as exc:
+        raise NotFound(f"bulk data {'/'.join(rest)} not found in instance {record.sop_uid}: {exc}") from None
+    if wanted not in (pixels.AS_STORED, syntax):
+        raise NotAcceptable(f"bulk data {'/'.join(rest)} is encapsulated {syntax} pixel data, not {wanted}; ask"
+                            " for transfer-syntax=* or retrieve its frames")
+    content_type = f"{OCTETS}; transfer-syntax={syntax}"
+    if single:
+        return Response(200, value, content_type)
+    body, multipart_type = multipart.encode_related([(content_type, value)], OCTETS)
+    return Response(200, body, multipart_type)
 
 
-def _bulkdata_path(rest: list[str]) -> tuple[list[tuple[int, int]], int]:
-    """`7FE00010` or `00540016/0/00181072`: (sequence tag, item index) steps, then the element's tag."""
-    text = "/".join(rest)
-    tags, indexes = rest[0::2], rest[1::2]
-    for piece in tags:
-        if len(piece) != 8 or any(c not in "0123456789abcdefABCDEF" for c in piece):
-            raise InvalidArgument(f"invalid bulk data path {text!r}: {piece!r} is not a tag of 8 hex digits")
-    for piece in indexes:
-        if not piece.isdigit():
-            raise InvalidArgument(f"invalid bulk data path {text!r}: {piece!r} is not an item index")
-    if len(tags) == len(indexes):
-        raise InvalidArgument(f"invalid bulk data path {text!r}: it must end with a tag")
-    steps = [(int(tag, 16), int(index)) for tag, index in zip(tags, indexes, strict=False)]
-    return steps, int(tags[-1], 16)
-
-
-def _encapsulated(ds: Dataset, tag: int) -> bool:
-    syntax = ds.file_meta.get("TransferSyntaxUID")
-    return tag == 0x7FE00010 and syntax is not None and UID(syntax).is_encapsulated
-
-
-def _to_little_endian(value: bytes, size: int) -> bytes:
-    usable = len(value) - len(value) % size
-    swapped = bytearray(value)
-    for offset in range(size):
-        swapped[offset:usable:size] = value[size - 1 - offset:usable:size]
-    return bytes(swapped)
+def _negotiate_bulkdata(request: Request) -> tuple[bool, str]:
+    """(single part, transfer syntax) for bulk data: octet-stream, multipart (default) or single part; the real
+    API's default transfer syntax here is "*" (as stored)."""
+    reasons = []
+    for media in _accept(request):
+        kind = media.params.get("type", OCTETS).lower() if media.mime == "multipart/related" else media.mime
+        if media.mime in ("*/*", "multipart/*", "application/*") or kind in ("*/*", OCTETS):
+            syntax = media.params.get("transfer-syntax") or pixels.AS_STORED
+            if syntax in (pixels.AS_STORED, EXPLICIT_LE):
+                return media.mime == OCTETS, syntax
+            reasons.append(f"bulk data is served with transfer-syntax=* or {EXPLICIT_LE}, not {syntax}")
+            continue
+        reasons.append(f"{kind!r} is not available for bulk data (use {OCTETS})")
+    raise NotAcceptable(f"cannot satisfy Accept {request.headers.get('accept')!r}: {'; '.join(reasons)}")
 
 
 def _frames(context: _Context, uids: dict[str, str], rest: list[str]) -> Response:
     numbers = _frame_numbers(rest[0])
-    record = _records(context, uids)[0]
-    syntax = record.transfer_syntax_uid
-    compressed = UID(syntax).is_encapsulated
-    media_type = _FRAME_MEDIA_TYPES.get(syntax, "application/octet-stream") if compressed else OCTETS
-    part_syntax = syntax if compressed else EXPLICIT_LE
-    _negotiate_octets(context.request, media_type, part_syntax, "frames")
-    ds = _read_dataset(context, record)
-    element = next((ds[tag] for tag in _PIXEL_DATA_TAGS if tag in ds), None)
-    if element is None or not isinstance(element.value, bytes):
-        raise NotFound(f"instance {record.sop_uid} has no pixel data, so it has no frames")
-    count = int(ds.get("NumberOfFrames") or 1)
-    for number in numbers:
-        if number > count:
-            raise NotFound(f"frame {number} does not exist: instance {record.sop_uid} has {count} frame(s)")
-    if compressed:
-        frames = list(generate_frames(element.value, number_of_frames=count))
-    else:
-        frames = _native_frames(ds, element.value, count, element.VR)
+    wanted = _negotiate_frames(context.request)
+    record, data = _instance_bytes(context, uids)
+    found, syntax = _pixel_call(record, lambda: pixels.frames(data, wanted, numbers), f"frames as {wanted}")
+    media_type = _FRAME_MEDIA_TYPES.get(syntax, OCTETS) if UID(syntax).is_encapsulated else OCTETS
     body, content_type = multipart.encode_related(
-        [(f"{media_type}; transfer-syntax={part_syntax}", frames[n - 1]) for n in numbers], media_type)
+        [(f"{media_type}; transfer-syntax={syntax}", frame) for frame in found], media_type)
     return Response(200, body, content_type)
+
+
+def _negotiate_frames(request: Request) -> str:
+    """The transfer syntax (or "*") to serve frames in; the real API's default is octet-stream explicit VR LE."""
+    reasons = []
+    for media in _accept(request):
+        if media.mime not in ("*/*", "multipart/*", "multipart/related"):
+            reasons.append(f"{media.mime!r} is not available for frames (use multipart/related)")
+            continue
+        kind = media.params.get("type", OCTETS).lower() if media.mime == "multipart/related" else "*/*"
+        syntax = media.params.get("transfer-syntax")
+        if kind in ("*/*", OCTETS):
+            syntax = syntax or EXPLICIT_LE
+            if syntax == pixels.AS_STORED or (kind == "*/*" and _unwritable(syntax) is None):
+                return syntax
+            if syntax == EXPLICIT_LE:
+                return syntax
+            reasons.append(f"type {kind!r} comes with transfer-syntax=* or {EXPLICIT_LE}, not {syntax}")
+            continue
+        syntaxes = [uid for uid, frame_type in _FRAME_MEDIA_TYPES.items() if frame_type == kind]
+        if not syntaxes:
+            reasons.append(f"type {kind!r} is not emulated for frames" if kind == "image/png" else
+                           f"type {kind!r} is not a frame media type")
+            continue
+        syntax = syntax or syntaxes[0]
+        reason = _unwritable(syntax) if syntax in syntaxes else f"type {kind!r} does not carry {syntax}"
+        if reason is None:
+            return syntax
+        reasons.append(reason)
+    raise NotAcceptable(f"cannot satisfy Accept {request.headers.get('accept')!r}: {'; '.join(reasons)}")
 
 
 def _frame_numbers(text: str) -> list[int]:
@@ -377,21 +371,51 @@ def _frame_numbers(text: str) -> list[int]:
     return numbers
 
 
-def _native_frames(ds: Dataset, data: bytes, count: int, vr: str) -> list[bytes]:
-    bits = int(ds.get("BitsAllocated") or 8)
-    pixels = int(ds.get("Rows") or 0) * int(ds.get("Columns") or 0) * int(ds.get("SamplesPerPixel") or 1)
-    if (pixels * bits) % 8:
-        raise Unimplemented("frames of bit-packed pixel data that are not byte aligned are not emulated")
-    size = pixels * bits // 8
-    if size == 0 or len(data) < size * count:
-        raise InvalidArgument(f"the pixel data holds {len(data)} bytes, fewer than {count} frame(s) of {size}")
-    if not ds.original_encoding[1] and bits > 8:
-        data = _to_little_endian(data[: size * count], bits // 8)
-    return [data[i * size:(i + 1) * size] for i in range(count)]
+def _pixel_call(record: InstanceRecord, call: Callable[[], Any], what: str) -> Any:
+    """Run pixel work for one instance; its errors as the real API's statuses (conformance statement: 400 for
+    missing pixel data, 406 when the acceptable media type cannot be produced)."""
+    try:
+        return call()
+    except pixels.FrameNotFound as exc:
+        raise NotFound(f"instance {record.sop_uid}: {exc}") from None
+    except (pixels.NoPixelData, pixels.InvalidViewport) as exc:
+        raise InvalidArgument(f"instance {record.sop_uid}: {exc}") from None
+    except pixels.PixelError as exc:
+        raise NotAcceptable(f"cannot produce {what} of instance {record.sop_uid} (stored as"
+                            f" {record.transfer_syntax_uid}): {exc}") from None
 
 
 def _rendered(context: _Context, uids: dict[str, str], rest: list[str]) -> Response:
-    raise Unimplemented("rendered resources (retrieveRendered, image/jpeg or image/png) are not emulated yet")
+    """Instance (its first frame) or frames as image/jpeg (default) or image/png, with an optional viewport."""
+    if "instance" not in uids:
+        raise InvalidArgument("rendered study and series resources are not supported by the Cloud Healthcare API"
+                              " (only instances and frames, per its DICOM conformance statement); render each"
+                              " instance with …/instances/{uid}/rendered")
+    numbers = _frame_numbers(rest[0]) if rest else [1]
+    image_format = _negotiate_rendered(context.request)
+    viewport_text = context.request.query.get("viewport", [None])[-1]
+    try:
+        viewport = pixels.Viewport.parse(viewport_text) if viewport_text is not None else None
+    except pixels.InvalidViewport as exc:
+        raise InvalidArgument(str(exc)) from None
+    record, data = _instance_bytes(context, uids)
+    images = _pixel_call(record, lambda: pixels.render(data, image_format, numbers, viewport),
+                         f"a rendered {image_format.upper()}")
+    media_type = f"image/{image_format}"
+    if len(images) == 1:
+        return Response(200, images[0], media_type)
+    body, content_type = multipart.encode_related([(media_type, image) for image in images], media_type)
+    return Response(200, body, content_type)
+
+
+def _negotiate_rendered(request: Request) -> str:
+    for media in _accept(request):
+        if media.mime in ("*/*", "image/*", "image/jpeg"):
+            return "jpeg"
+        if media.mime == "image/png":
+            return "png"
+    raise NotAcceptable(f"cannot satisfy Accept {request.headers.get('accept')!r}: rendered resources are served"
+                        " as image/jpeg (default) or image/png")
 
 
 # --- STOW-RS -----------------------------------------------------------------------------------------
