@@ -108,23 +108,42 @@ def test_errors_are_one_readable_line(console) -> None:
     assert bad_sql.status_code == 400 and "the query failed" in bad_sql.text and "Traceback" not in bad_sql.text
 
 
-def test_thumbnail_is_the_stores_rendering_or_a_placeholder(console, emulator, new_store) -> None:
+def test_thumbnails_and_frames_are_the_stores_rendering(console, emulator, new_store) -> None:
+    from io import BytesIO
+
+    from PIL import Image
+
+    store = new_store()
+    instance = synthetic_instance(rows=300, columns=200)
+    stow(emulator.url, store.name, instance.data)
+    base = f"{console.url}/datasets/{store.dataset}/stores/{store.store}/studies/{instance.study_uid}"
+    for url in (f"{base}/thumbnail", f"{base}/series/{instance.series_uid}/thumbnail",
+                f"{base}/series/{instance.series_uid}/instances/{instance.sop_uid}/rendered"):
+        thumbnail = requests.get(url, timeout=30)
+        assert thumbnail.status_code == 200 and thumbnail.headers["Content-Type"] == "image/jpeg"
+        image = Image.open(BytesIO(thumbnail.content))
+        assert image.format == "JPEG" and max(image.size) == 128  # viewport=128,128 keeps the aspect ratio
+    frame = requests.get(f"{base}/series/{instance.series_uid}/instances/{instance.sop_uid}/rendered",
+                         params={"frame": "1", "viewport": "512,512"}, timeout=30)
+    assert frame.headers["Content-Type"] == "image/jpeg"
+    width, height = Image.open(BytesIO(frame.content)).size
+    assert max(width, height) == 512 and abs(width / height - 200 / 300) < 0.01  # fitted, aspect kept
+
+
+def test_when_the_store_will_not_render_the_thumbnail_is_a_placeholder_saying_why(console, emulator,
+                                                                                   new_store) -> None:
     store = new_store()
     instance = synthetic_instance(rows=32, columns=32)
     stow(emulator.url, store.name, instance.data)
-    rendered = requests.get(f"{emulator.url}/v1/{store.name}/dicomWeb/studies/{instance.study_uid}/series/"
-                            f"{instance.series_uid}/instances/{instance.sop_uid}/rendered",
-                            headers={"Accept": "image/jpeg"}, timeout=30)
-    thumbnail = requests.get(f"{console.url}/datasets/{store.dataset}/stores/{store.store}/studies/"
-                             f"{instance.study_uid}/thumbnail", timeout=30)
-    assert thumbnail.status_code == 200
-    if rendered.status_code == 200:
-        assert thumbnail.headers["Content-Type"] in ("image/jpeg", "image/png")
-        assert thumbnail.content[:3] == b"\xff\xd8\xff" or thumbnail.content[:8] == b"\x89PNG\r\n\x1a\n"
-    else:  # the store refuses: the console says so with a placeholder image and the store's reason
-        assert thumbnail.headers["Content-Type"] == "image/svg+xml"
-        assert thumbnail.headers["X-Thumbnail"] == "placeholder"
-        assert f"HTTP {rendered.status_code}" in thumbnail.headers["X-Thumbnail-Reason"]
+    url = (f"{console.url}/datasets/{store.dataset}/stores/{store.store}/studies/{instance.study_uid}/series/"
+           f"{instance.series_uid}/instances/{instance.sop_uid}/rendered")
+    refused = requests.get(url, params={"frame": "7"}, timeout=30)  # a single-frame instance has no frame 7
+    assert refused.status_code == 200 and refused.headers["Content-Type"] == "image/svg+xml"
+    assert refused.headers["X-Thumbnail"] == "placeholder"
+    assert refused.headers["X-Thumbnail-Reason"].startswith("HTTP 4")
+    empty = requests.get(url.rsplit("/series/", 1)[0].replace(instance.study_uid, "1.2.3.4") + "/thumbnail",
+                         timeout=30)
+    assert empty.headers["X-Thumbnail"] == "placeholder" and empty.headers["X-Thumbnail-Reason"] == "no instances"
 
 
 def test_the_cli_serves_the_console(emulator, tmp_path) -> None:
