@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: setup system-deps test lint demo emulator bench bench-local bench-console clean checkov
+.PHONY: setup system-deps test lint demo emulator bench bench-local bench-console clean checkov provider-schemas
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,19 @@ $(CHECKOV):
 
 checkov: $(CHECKOV)
 
+# The google/google-beta provider schemas at the lowest and highest version terraform/versions.tf allows, from
+# the CDK bindings on PyPI (pip download, once; only a compact schema is kept). Used by the schema check.
+SCHEMAS := .cache/provider-schema/.complete
+$(SCHEMAS): | $(VENV)/.installed
+	$(PY) -m tests.terraform.provider_schema fetch
+	touch $@
+
+provider-schemas: $(SCHEMAS)
+
 system-deps:
 	./scripts/install-system-deps.sh
 
-test: setup $(CHECKOV)
+test: setup $(CHECKOV) $(SCHEMAS)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest

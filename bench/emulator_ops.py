@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from dicom_samples import synthetic_studies  # noqa: E402
+from local_bigquery.warehouse import create_dataset  # noqa: E402
 from local_stack.fake_gcs import FakeGcsServer  # noqa: E402
 from local_stack.processes import cpu_seconds, free_port, http_ok, wait_until_ready  # noqa: E402
 
@@ -187,6 +188,7 @@ def main() -> None:
         process, base = start_emulator(tmp / "data", gcs.url, pubsub_host, args.source.resolve())
         stack.callback(lambda: (os.killpg(process.pid, 15), process.wait(30)))
         create_resources(base, gcs.url, pubsub_host)
+        create_dataset(tmp / "data", PROJECT, "warehouse")  # exports never create BigQuery datasets
         store = f"projects/{PROJECT}/locations/{LOCATION}/datasets/{DATASET}/dicomStores/{STORE}"
 
         for round_ in range(args.repeat):

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dicom_samples import synthetic_studies
     from healthcare_emulator import EmulatorServer
+    from local_bigquery.warehouse import create_dataset
     from local_stack.healthcare_api import create_dicom_store, healthcare_service, wait_for_operation
 
     print(f"cpus: {os.cpu_count()}  load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         healthcare = healthcare_service(server.url)
         datasets = healthcare.projects().locations().datasets()
         store = create_dicom_store(healthcare, PROJECT, LOCATION, DATASET, STORE)
+        create_dataset(server.data_dir, PROJECT, "bench")  # exports never create BigQuery datasets
 
         t = time.perf_counter()
         studies = -(-args.count // 20)

@@ -13,9 +13,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from dicom_pipeline.dead_letters import DeadLetterError
 from dicom_pipeline.errors import PipelineError, http_status
 
-from . import console, filters, operations, query, stack, store_ops
+from . import console, dead_letters, filters, operations, query, stack, store_ops
 from .common import FAILED, USAGE, UsageError
 from .permissions import is_permission_denied, permission_message
 
@@ -71,6 +72,11 @@ EXAMPLES_STACK = """examples:
   dicom-pipeline local-stack up --run-dir .stacks/demo   # state and logs there instead of .local-stack
 """
 
+EXAMPLES_DEAD_LETTERS = """examples:
+  dicom-pipeline dead-letters list --staging-bucket my-staging --since 24h
+  dicom-pipeline dead-letters requeue --all --kind import --reason-contains "already exists"
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -83,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dicom-pipeline", formatter_class=raw, parents=[common],
         description="Operate the DICOM pipeline against Google Cloud or the local stack.",
-        epilog=EXAMPLES_IMPORT + EXAMPLES_OPS + EXAMPLES_QUERY + EXAMPLES_STACK)
+        epilog=EXAMPLES_IMPORT + EXAMPLES_OPS + EXAMPLES_QUERY + EXAMPLES_STACK + EXAMPLES_DEAD_LETTERS)
     sub = parser.add_subparsers(dest="command", required=True)
 
     # What every command that starts an operation on a store takes (the store comes first).
@@ -159,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("dataset", help="projects/P/locations/L/datasets/D")
     li.set_defaults(func=operations.cmd_list, iam="operations")
 
+    dead_letters.add_parser(sub, common)
+
     ls = sub.add_parser("local-stack", formatter_class=raw, epilog=EXAMPLES_STACK,
                         help="start, stop or check the whole pipeline offline (python -m local_stack)")
     ls.add_argument("action", choices=("up", "down", "status"))
@@ -186,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError) as exc:
         _error(str(exc))
         return USAGE
+    except DeadLetterError as exc:
+        _error(str(exc))
+        return FAILED
     except BrokenPipeError:  # output piped into `head` & co.: stop quietly, like other command-line tools
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush

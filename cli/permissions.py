@@ -1,36 +1,42 @@
 """PERMISSION_DENIED → the IAM role each command needs, so an operator sees the fix instead of a bare 403.
 
-Facts: shared/reference/healthcare-api.md §4 (service agent roles for import and both exports) and the
-API reference (setBlobStorageSettings needs healthcare.dicomStores.dicomWebWrite, in roles/healthcare.dicomEditor).
+The roles come from terraform/iam_table.toml ([[cli]] rows), the same table tests/terraform/test_iam_table.py
+checks against Google's role contents and the Terraform grants.
 """
 
 from __future__ import annotations
 
+import tomllib
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from dicom_pipeline.errors import http_status
 
+IAM_TABLE = Path(__file__).resolve().parents[1] / "terraform" / "iam_table.toml"
 SERVICE_AGENT = "the Cloud Healthcare Service Agent (service-PROJECT_NUMBER@gcp-sa-healthcare.iam.gserviceaccount.com)"
 _FILTER = f"; with --filter-config-gcs-uri {SERVICE_AGENT} also needs roles/storage.objectViewer on the filter's bucket"
+_WHO = {"you": "your account", "agent": SERVICE_AGENT}
+GENERIC_HINT = "grant your account the role that allows this call, then retry"
 
-ROLE_HINTS: dict[str, str] = {
-    "import": ("your account needs roles/healthcare.dicomEditor on the DICOM store, and " + SERVICE_AGENT
-               + " needs roles/storage.objectViewer on the source bucket"),
-    "export-bq": ("your account needs roles/healthcare.dicomEditor on the DICOM store, and " + SERVICE_AGENT
-                  + " needs roles/bigquery.dataEditor and roles/bigquery.jobUser on the destination (a BigQuery"
-                  " dataset in the store's project)" + _FILTER),
-    "export-gcs": ("your account needs roles/healthcare.dicomEditor on the DICOM store, and " + SERVICE_AGENT
-                   + " needs roles/storage.objectAdmin on the destination bucket" + _FILTER),
-    "storage-class": ("your account needs roles/healthcare.dicomEditor on the DICOM store"
-                      " (healthcare.dicomStores.dicomWebWrite)" + _FILTER),
-    "operations": "your account needs roles/healthcare.datasetViewer on the dataset (healthcare.operations.get/list)",
-    "query": ("your account needs roles/bigquery.jobUser on the project the query runs in and"
-              " roles/bigquery.dataViewer on the queried dataset"),
-    "filter-build": ("your account needs roles/bigquery.jobUser on the project the query runs in,"
-                     " roles/bigquery.dataViewer on the queried dataset and roles/storage.objectCreator on the"
-                     " output bucket"),
-    "filter-validate": "your account needs roles/storage.objectViewer on the filter file's bucket",
-}
+
+def _hint(row: dict[str, Any]) -> str:
+    parts = []
+    for who, subject in _WHO.items():
+        needs = [f"{n['role']} on {n['where']} ({n['permission']})" for n in row["needs"] if n["who"] == who]
+        if needs:
+            parts.append(f"{subject} needs {' and '.join(needs)}")
+    return ", and ".join(parts) + (_FILTER if row.get("filter") else "")
+
+
+@cache
+def role_hints() -> dict[str, str]:
+    """command → hint; empty when the table is not there (an install without the repository's terraform/)."""
+    if not IAM_TABLE.exists():
+        return {}
+    with IAM_TABLE.open("rb") as f:
+        return {row["command"]: _hint(row) for row in tomllib.load(f).get("cli", [])}
+
 
 PERMISSION_DENIED_RPC_CODE = 7  # google.rpc.Code in a finished operation's `error`
 
@@ -47,7 +53,7 @@ def operation_permission_denied(operation: dict[str, Any]) -> bool:
 
 
 def role_hint(command: str) -> str:
-    return ROLE_HINTS.get(command, "grant your account the role that allows this call, then retry")
+    return role_hints().get(command, GENERIC_HINT)
 
 
 def permission_message(command: str, exc: BaseException) -> str:

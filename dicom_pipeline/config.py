@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from .names import BigQueryTableUri, DicomStoreName
 
 STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 WRITE_DISPOSITIONS = ("WRITE_APPEND", "WRITE_TRUNCATE", "WRITE_EMPTY")
+_LOG_VIEW = re.compile(r"projects/[^/]+/locations/[^/]+/buckets/[^/]+/views/[^/]+")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,12 @@ class Settings:
     # Half the function's concurrency (80): a batch that takes every request in flight leaves none to collect
     # the next batch while it imports; two halves overlap (measured with bench-local: bench/README.md).
     import_batch_max: int = 40
+    # Cloud Logging, where the Healthcare API writes each failed file's reason: its endpoint (None: Google
+    # Cloud; the local stack's emulator serves it), the log view to read (None: the project) and how long to
+    # wait for a failed operation's entries, which may arrive after the operation ends.
+    logging_api_endpoint: str | None = None
+    healthcare_log_view: str | None = None
+    operation_log_wait_seconds: float = 20.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -66,16 +74,28 @@ class Settings:
         batch_max = int(_number(env, "EXPORT_BATCH_MAX_INSTANCES", "500", 1, 100_000))
         import_window = _number(env, "IMPORT_BATCH_WINDOW_SECONDS", "0.25", 0, 60)
         import_max = int(_number(env, "IMPORT_BATCH_MAX_OBJECTS", "40", 1, 10_000))
-        endpoint = env.get("HEALTHCARE_API_ENDPOINT", "").strip().rstrip("/") or None
-        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-            raise ConfigError("HEALTHCARE_API_ENDPOINT must be an http:// or https:// URL")
+        endpoint = _endpoint(env, "HEALTHCARE_API_ENDPOINT")
+        logging_endpoint = _endpoint(env, "LOGGING_API_ENDPOINT")
+        log_view = env.get("HEALTHCARE_LOG_VIEW", "").strip() or None
+        if log_view is not None and not _LOG_VIEW.fullmatch(log_view):
+            raise ConfigError("HEALTHCARE_LOG_VIEW must be a log view's full name: "
+                              "projects/P/locations/L/buckets/B/views/V")
+        log_wait = _number(env, "OPERATION_LOG_WAIT_SECONDS", "20", 0, 600)
         return cls(
             dicom_store=dicom_store, staging_bucket=staging, bigquery_table=table, import_suffixes=suffixes,
             import_storage_class=storage_class, operation_wait_seconds=wait, write_disposition=disposition,
             healthcare_api_endpoint=endpoint, storage_emulator_host=env.get("STORAGE_EMULATOR_HOST") or None,
             project=env.get("GOOGLE_CLOUD_PROJECT") or dicom_store.project, export_batch_window=window,
             export_batch_max=batch_max, import_batch_window=import_window, import_batch_max=import_max,
+            logging_api_endpoint=logging_endpoint, healthcare_log_view=log_view, operation_log_wait_seconds=log_wait,
         )
+
+
+def _endpoint(env: Mapping[str, str], key: str) -> str | None:
+    endpoint = env.get(key, "").strip().rstrip("/") or None
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"{key} must be an http:// or https:// URL")
+    return endpoint
 
 
 def _required(env: Mapping[str, str], key: str) -> str:

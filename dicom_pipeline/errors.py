@@ -10,6 +10,8 @@ class PipelineError(Exception):
     """Root of every error the pipeline raises on purpose."""
 
     operation: str | None = None  # the long-running operation it concerns, when there is one
+    # Each failed file's reason {source or resourceName, code, message}, read from Cloud Logging (operation_logs)
+    reasons: tuple[dict[str, Any], ...] = ()
 
 
 class TransientError(PipelineError):

@@ -12,6 +12,9 @@ from .errors import PermanentError
 
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
+# A Cloud Storage Pub/Sub notification (how Terraform delivers uploads: landing bucket → topic → push
+# subscription → import function) announces a new object with these attributes.
+NOTIFICATION_FINALIZE = {"eventType": "OBJECT_FINALIZE", "payloadFormat": "JSON_API_V1"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,39 @@ def storage_object(data: Any) -> StorageObject:
     except (TypeError, ValueError):
         raise PermanentError(f"storage event size is not a number: {data.get('size')!r}") from None
     return StorageObject(bucket, name, size, str(data.get("generation", "") or ""), data.get("contentType"))
+
+
+def _notification_attributes(data: Any) -> dict[str, Any]:
+    message = data.get("message") if isinstance(data, dict) else None
+    attributes = message.get("attributes") if isinstance(message, dict) else None
+    return attributes if isinstance(attributes, dict) else {}
+
+
+def is_finalize_notification(data: Any) -> bool:
+    """A messagePublished event's data carrying a Cloud Storage finalize notification."""
+    attributes = _notification_attributes(data)
+    return all(attributes.get(k) == v for k, v in NOTIFICATION_FINALIZE.items())
+
+
+def finalized_object(event_type: str, data: Any, event_id: str) -> StorageObject:
+    """The object of a finalize CloudEvent, or of a finalize notification pushed by Pub/Sub (its data is the
+    JSON_API_V1 object resource, with the fields of a finalize CloudEvent's data)."""
+    if event_type == PUBSUB_PUBLISHED:
+        return storage_object(json_object(pubsub_message(data, event_id).data, "storage notification data"))
+    return storage_object(data)
+
+
+def object_subject(data: Any) -> dict[str, str | None]:
+    """{"object": gs://bucket/name, "generation"} of either event shape, for logs and dead-letter records (no
+    object content); None values when the event does not name an object."""
+    attributes = _notification_attributes(data)
+    if attributes.get("bucketId") and attributes.get("objectId"):
+        return {"object": f"gs://{attributes['bucketId']}/{attributes['objectId']}",
+                "generation": str(attributes.get("objectGeneration") or "") or None}
+    if isinstance(data, dict) and data.get("name"):
+        return {"object": f"gs://{data.get('bucket')}/{data['name']}",
+                "generation": str(data.get("generation") or "") or None}
+    return {"object": None, "generation": None}
 
 
 def pubsub_message(data: Any, event_id: str) -> PubSubMessage:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import cloud_storage as storage  # the module was renamed; the body keeps its short name
-from . import healthcare, logs
+from . import healthcare, logs, operation_logs
 from .batching import Coalescer, SharedCall
 from .config import WRITE_DISPOSITIONS, Settings
 from .errors import PermanentError, TransientError, classify_operation_error
@@ -326,7 +326,7 @@ def _finish(settings: Settings, record_name: str, generation: int, request: Expo
         # A batch's operation fails for all its messages; the log at logsUrl names the instances that failed.
         what = "export to BigQuery" if batch == 1 else \
             f"export to BigQuery (one operation for {batch} notifications served together)"
-        error = classify_operation_error(operation["error"], what, operation.get("metadata", {}).get("logsUrl"))
+        error = operation_logs.failure(settings, operation, what)
         if not isinstance(error, PermanentError):  # a retry may succeed: release the claim
             storage.delete(settings, settings.staging_bucket, record_name, if_generation_match=generation)
         raise with_operation(error, name)  # a permanent failure stays recorded in the batch's record

@@ -20,8 +20,8 @@ _FIRST_POLL, _STEADY_POLLING, _MAX_POLL = 0.1, 1.0, 2.0  # seconds
 _local = threading.local()
 
 
-def _build(endpoint: str | None) -> Any:
-    """Anonymous against an emulator endpoint, default credentials otherwise."""
+def build(endpoint: str | None, service: str = "healthcare", version: str = "v1") -> Any:
+    """A discovery client; anonymous against an emulator endpoint, default credentials otherwise."""
     import google_auth_httplib2
     import httplib2
     from googleapiclient import discovery
@@ -38,7 +38,7 @@ def _build(endpoint: str | None) -> Any:
         options = None
     # A bounded socket timeout turns a hung connection into a retryable error instead of a stuck function.
     http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=_HTTP_TIMEOUT))
-    return discovery.build("healthcare", "v1", http=http, client_options=options, cache_discovery=False,
+    return discovery.build(service, version, http=http, client_options=options, cache_discovery=False,
                            static_discovery=True)
 
 
@@ -58,7 +58,7 @@ class _Clients:
 def _new_clients(endpoint: str | None) -> _Clients:
     # Each nested resource call builds every method of the discovery document again (milliseconds of CPU,
     # bench/README.md): the two resources used here are built once and reused, never per call.
-    api = _build(endpoint).projects().locations().datasets()
+    api = build(endpoint).projects().locations().datasets()
     return _Clients(api.dicomStores(), api.operations())
 
 

@@ -17,10 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from . import cloud_storage, healthcare, logs
+from . import cloud_storage, healthcare, logs, operation_logs
 from .batching import Coalescer
 from .config import Settings
-from .errors import PermanentError, classify_operation_error
+from .errors import PermanentError
 from .events import StorageObject
 from .names import GcsUri
 from .policy import now, with_operation
@@ -95,14 +95,18 @@ class _Item:
     key: str  # hash of bucket/name#generation: names the copy and the outcome record
 
 
+def _source(settings: Settings, obj: StorageObject, key: str) -> GcsUri:
+    """What the import of exactly this object reads: the object, or a copy under a safe name when its name
+    has *, ? or [ (which the import reads as a pattern)."""
+    source = GcsUri(obj.bucket, obj.name)
+    return GcsUri(settings.staging_bucket, f"staging/import/{key}.dcm") if source.has_wildcard else source
+
+
 def _import_alone(settings: Settings, obj: StorageObject, key: str) -> dict[str, Any]:
     """Start the import of exactly this object."""
-    source = GcsUri(obj.bucket, obj.name)
-    if source.has_wildcard:
-        # The import reads *, ? and [ as a pattern; a copy under a safe name imports this object and no other.
-        staged = GcsUri(settings.staging_bucket, f"staging/import/{key}.dcm")
-        cloud_storage.copy(settings, obj.bucket, obj.name, obj.generation, staged.bucket, staged.name)
-        source = staged
+    source = _source(settings, obj, key)
+    if source != GcsUri(obj.bucket, obj.name):
+        cloud_storage.copy(settings, obj.bucket, obj.name, obj.generation, source.bucket, source.name)
     return healthcare.import_dicom(settings.healthcare_api_endpoint, settings.dicom_store, source,
                                    settings.import_storage_class)
 
@@ -160,8 +164,9 @@ def _finish(settings: Settings, obj: StorageObject, event_id: str, record_name: 
         return "pending"
     if "error" in operation:
         cloud_storage.delete(settings, settings.staging_bucket, record_name)
-        raise with_operation(classify_operation_error(operation["error"], f"import of {obj.path}",
-                                                      operation.get("metadata", {}).get("logsUrl")), name)
+        # The file's own reason is in Cloud Logging: the source it was imported from names its entry.
+        raise with_operation(operation_logs.failure(settings, operation, f"import of {obj.path}",
+                                                    str(_source(settings, obj, key))), name)
     record["status"] = "succeeded"
     cloud_storage.replace_json(settings, settings.staging_bucket, record_name, record)
     logs.log(logging.INFO, "import: succeeded", event_id=event_id, object=obj.path, operation=name,

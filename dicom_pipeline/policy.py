@@ -46,6 +46,8 @@ def _dead_letter(settings: Settings, kind: str, event_id: str, subject: dict[str
     operation = getattr(exc, "operation", None)
     record = {"reason": str(exc), "kind": kind, "event_id": event_id, **subject, "operation": operation,
               "time": now()}
+    if exc.reasons:  # each failed file's reason, from Cloud Logging (operation_logs)
+        record["reasons"] = list(exc.reasons)
     key = hashlib.sha256(f"{kind}/{event_id}".encode()).hexdigest()[:32]
     name = f"dead-letter/{kind}/{key}.json"
     cloud_storage.replace_json(settings, settings.staging_bucket, name, record)  # same event → same record, no pile-up

@@ -1,4 +1,8 @@
-"""Import function: `google.cloud.storage.object.v1.finalized` → dicomStores.import of that one object."""
+"""Import function: one finalized object → dicomStores.import of that object.
+
+The object arrives as a `google.cloud.storage.object.v1.finalized` CloudEvent (Eventarc, the local stack) or
+as a Cloud Storage finalize notification pushed by Pub/Sub (the Terraform deployment).
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,14 @@ from dicom_pipeline import events, importer, logs, policy
 @functions_framework.cloud_event  # type: ignore[arg-type]
 def import_dicom_object(cloud_event: CloudEvent) -> str | None:
     event_id = str(cloud_event["id"])
-    if cloud_event["type"] != events.STORAGE_FINALIZED:
-        logs.configure()
-        logs.log(logging.INFO, f"import: ignored event type {cloud_event['type']}", event_id=event_id)
-        return None
+    event_type = cloud_event["type"]
     data = cloud_event.data
-    name = data.get("name") if isinstance(data, dict) else None
-    subject = {"object": f"gs://{data.get('bucket')}/{name}" if name else None}
-    return policy.run("import", event_id, subject,
-                      lambda settings: importer.import_object(settings, events.storage_object(data), event_id))
+    if not (event_type == events.STORAGE_FINALIZED
+            or (event_type == events.PUBSUB_PUBLISHED and events.is_finalize_notification(data))):
+        logs.configure()
+        logs.log(logging.INFO, f"import: ignored event type {event_type}", event_id=event_id)
+        return None
+    # The dead-letter record names the object and the generation the event was for (requeue reads them).
+    subject = events.object_subject(data)
+    return policy.run("import", event_id, subject, lambda settings: importer.import_object(
+        settings, events.finalized_object(event_type, data, event_id), event_id))

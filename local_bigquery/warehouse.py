@@ -63,6 +63,10 @@ class WarehouseBusy(Exception):
     """Another process kept the database file locked for longer than the timeout."""
 
 
+class DatasetNotFound(Exception):
+    """The BigQuery dataset of a write does not exist: as in BigQuery, datasets are created explicitly."""
+
+
 @dataclass(frozen=True)
 class TableRef:
     project: str
@@ -396,11 +400,65 @@ def write_rows(
             staged.unlink(missing_ok=True)
 
 
+def _dataset_exists(con: duckdb.DuckDBPyConnection, catalog: str, dataset: str) -> bool:
+    row = con.execute("SELECT count(*) FROM duckdb_schemas() WHERE database_name = ? AND schema_name = ?",
+                      [catalog, dataset]).fetchone()
+    return row is not None and int(row[0]) > 0
+
+
+def dataset_not_found_message(project: str, dataset: str) -> str:
+    return f"Not found: Dataset {project}:{dataset}"
+
+
+def create_dataset(data_dir: str | os.PathLike[str], project: str, dataset: str, *, exists_ok: bool = True,
+                   timeout: float = WRITE_LOCK_TIMEOUT) -> bool:
+    """Create BigQuery dataset `project.dataset` (what `bq mk` or Terraform's google_bigquery_dataset do in the
+    cloud); return whether it was created. FileExistsError when it exists and not `exists_ok`."""
+    ref = TableRef(project, dataset, "")
+
+    def create(con: duckdb.DuckDBPyConnection, catalog: str) -> bool:
+        if _dataset_exists(con, catalog, dataset):
+            if not exists_ok:
+                raise FileExistsError(f"Already Exists: Dataset {project}:{dataset}")
+            return False
+        con.execute(f"CREATE SCHEMA {_schema_sql(catalog, ref)}")
+        return True
+
+    return bool(_writer(database_path(data_dir, project)).submit(create, timeout))
+
+
+# Datasets this process has seen exist: opening a file to look costs ~50 ms, an export's check needs it once.
+# Nothing here deletes datasets; one dropped by hand is still caught by the write (DatasetNotFound).
+_seen_datasets: set[tuple[str, str]] = set()
+
+
+def dataset_exists(data_dir: str | os.PathLike[str], project: str, dataset: str,
+                   timeout: float = READ_LOCK_TIMEOUT) -> bool:
+    """Whether BigQuery dataset `project.dataset` exists (read-only; no file is created)."""
+    path = database_path(data_dir, project)
+    key = (str(path.resolve()), dataset)
+    if key in _seen_datasets:
+        return True
+    if not path.exists():
+        return False
+    # Read-only, like any reader: it neither waits for nor blocks the queries of other processes.
+    con = _with_retry(lambda: duckdb.connect(str(path), read_only=True), timeout, f"warehouse database {path}")
+    try:
+        catalog = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        exists = _dataset_exists(con, catalog, dataset)
+    finally:
+        con.close()
+    if exists:
+        _seen_datasets.add(key)
+    return exists
+
+
 def _write(con: duckdb.DuckDBPyConnection, catalog: str, ref: TableRef, fields: list[Field], staged: Path | None,
            count: int, replace: bool, check: Callable[[int | None], None] | None, keys: tuple[str, ...]) -> WriteResult:
     existing = _existing_columns(con, catalog, ref)
-    if existing is None:  # only then can the schema be missing (a statement less on every other write)
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {_schema_sql(catalog, ref)}")
+    if existing is None and not _dataset_exists(con, catalog, ref.dataset):
+        # Only then can the dataset be missing (a statement less on every other write).
+        raise DatasetNotFound(dataset_not_found_message(ref.project, ref.dataset))
     rows_before = None
     if existing is not None:
         rows_before = con.execute(f"SELECT count(*) FROM {_table_sql(catalog, ref)}").fetchall()[0][0]  # noqa: S608
@@ -430,5 +488,6 @@ def _write(con: duckdb.DuckDBPyConnection, catalog: str, ref: TableRef, fields: 
     return result
 
 
-__all__ = ["SchemaConflict", "TableRef", "WarehouseBusy", "WriteResult", "connect_read_only", "database_path",
-           "duckdb_type", "field_from_duckdb", "project_databases", "write_rows"]
+__all__ = ["DatasetNotFound", "SchemaConflict", "TableRef", "WarehouseBusy", "WriteResult", "connect_read_only",
+           "create_dataset", "database_path", "dataset_exists", "duckdb_type", "field_from_duckdb",
+           "project_databases", "write_rows"]

@@ -77,9 +77,9 @@ def demo(args: argparse.Namespace) -> int:
 
         print("\ndead letters (gs://dicom-staging/dead-letter/import/):")
         for letter in sorted(stack.dead_letters(), key=lambda d: str(d.get("object"))):
-            print(f"  {_object_name(letter.get('object'))}\n    {letter.get('reason')}")
-            for reason in _operation_log_reasons(str(letter.get("reason", ""))):
-                print(f"    operation log: {reason}")
+            # The import function read the reason from Cloud Logging (the emulator's entries:list), as in Google Cloud.
+            where = "  [from Cloud Logging]" if letter.get("reasons") else ""
+            print(f"  {_object_name(letter.get('object'))}{where}\n    {letter.get('reason')}")
 
         table = f"{stack.names.project}.dicom_metadata.instances"
         patient = "SYNTH-0000"  # the first synthetic study's patient
@@ -119,22 +119,6 @@ def _wait_for_pipeline(stack: LocalStack, valid: int, broken: int, timeout: floa
     if not done:
         print(f"  not complete after {timeout:.0f} s")
     return done and not duplicates
-
-
-def _operation_log_reasons(reason: str) -> list[str]:
-    """The per-file reasons of a failed import: the dead letter points at the operation log, which has them."""
-    import re
-
-    import requests
-
-    match = re.search(r"operation log: (http\S+?)\)?$", reason)
-    if not match:
-        return []
-    try:
-        entries = requests.get(match[1], timeout=10).json().get("entries", [])
-    except (requests.RequestException, ValueError):
-        return []
-    return [str(entry.get("message")) for entry in entries]
 
 
 def _object_name(obj: Any) -> str:
@@ -263,6 +247,15 @@ def _print_state(state: dict[str, Any]) -> None:
           " google-cloud-pubsub, dicomweb-client via DICOMWEB_URL, dicom-pipeline):")
     for key, value in state["env"].items():
         print(f"  export {key}={value}")
+    healthcare = state["endpoints"]["healthcare-emulator"]
+    print("\nthe seed documents' commands run unchanged with those variables, but for these:\n"
+          "  gcloud healthcare …, gcloud storage …  CLOUDSDK_API_ENDPOINT_OVERRIDES_* and"
+          " CLOUDSDK_AUTH_DISABLE_CREDENTIALS\n"
+          "  gsutil cp …                           BOTO_CONFIG (fake-gcs-server over https) and"
+          " CLOUDSDK_PASS_CREDENTIALS_TO_GSUTIL=false\n"
+          f"  curl …                                {healthcare}/v1/… in place of https://healthcare.googleapis.com/v1/…\n"
+          "  bq mk --dataset P:D                   python -m local_bigquery create-dataset P:D (exports never create"
+          " datasets)")
 
 
 def _read_state(run_dir: Path) -> dict[str, Any] | None:

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .processes import ManagedServer
+from .processes import ManagedServer, free_port
 
 
 def binary_path() -> Path:
@@ -41,12 +41,18 @@ class FakeGcsServer(ManagedServer):
     machine has /dev/shm, removed on stop(). Figures: bench/README.md.
 
     Pass pubsub_topic (and PUBSUB_EMULATOR_HOST in env) to publish object events, as the local stack does.
+
+    https=True also serves HTTPS (its own self-signed certificate) on `https_port`, for gsutil: its JSON API
+    client is hard-wired to https (gslib/gcs_json_api.py), so it cannot use `url`. write_boto_config()
+    writes the boto file that points gsutil there; run it with BOTO_CONFIG set to that file and
+    CLOUDSDK_PASS_CREDENTIALS_TO_GSUTIL=false (otherwise gcloud's wrapper passes its own settings and gsutil
+    ignores the file's host).
     """
 
     name = "fake-gcs-server"
 
     def __init__(self, port: int = 0, pubsub_project: str | None = None, pubsub_topic: str | None = None,
-                 env: dict[str, str] | None = None, backend: str = "memory"):
+                 env: dict[str, str] | None = None, backend: str = "memory", https: bool = False):
         if backend not in ("memory", "filesystem"):
             raise ValueError(f"fake-gcs-server backend must be memory or filesystem, not {backend!r}")
         super().__init__(port)
@@ -55,10 +61,15 @@ class FakeGcsServer(ManagedServer):
         self._env = env or {}
         self.backend = backend
         self._root: Path | None = None
+        self.https_port = free_port() if https else None
 
     def command(self) -> list[str]:
-        argv = [str(binary_path()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
-                "-backend", self.backend, "-external-url", self.url, "-log-level", "warn"]
+        if self.https_port is None:
+            ports = ["-scheme", "http", "-port", str(self.port)]
+        else:  # "both": -port is the https one, -port-http the plain one
+            ports = ["-scheme", "both", "-port", str(self.https_port), "-port-http", str(self.port)]
+        argv = [str(binary_path()), *ports, "-host", "127.0.0.1", "-backend", self.backend,
+                "-external-url", self.url, "-log-level", "warn"]
         if self.backend == "filesystem":
             if self._root is None:
                 self._root = Path(tempfile.mkdtemp(prefix="fake-gcs-", dir=ram_directory()))
@@ -75,6 +86,18 @@ class FakeGcsServer(ManagedServer):
 
     def ready_url(self) -> str:
         return f"{self.url}/storage/v1/b"
+
+    def write_boto_config(self, path: Path, project: str) -> Path:
+        """A boto config for gsutil against this server's https port (needs https=True); returns `path`."""
+        if self.https_port is None:
+            raise ValueError("gsutil needs https: start FakeGcsServer with https=True")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("# gsutil -> fake-gcs-server (self-signed certificate); use with\n"
+                        "# CLOUDSDK_PASS_CREDENTIALS_TO_GSUTIL=false BOTO_CONFIG=<this file>\n"
+                        f"[Credentials]\ngs_json_host = 127.0.0.1\ngs_json_port = {self.https_port}\n"
+                        "[Boto]\nhttps_validate_certificates = False\n"
+                        f"[GSUtil]\nprefer_api = json\ndefault_project_id = {project}\n")
+        return path
 
     def stop(self) -> None:
         super().stop()

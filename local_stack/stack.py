@@ -213,7 +213,9 @@ class LocalStack:
         # The filesystem backend: a burst leaves thousands of objects (uploads and the functions' records),
         # and the memory backend's cost per request grows with them (see FakeGcsServer).
         self.gcs = self._run(_UploadBucketGcs(pubsub_project=self.names.project, pubsub_topic=STORAGE_TOPIC,
-                                              env={"PUBSUB_EMULATOR_HOST": self.pubsub.host}, backend="filesystem"))
+                                              env={"PUBSUB_EMULATOR_HOST": self.pubsub.host}, backend="filesystem",
+                                              https=True))  # https for gsutil (see FakeGcsServer)
+        self.boto_config = self.gcs.write_boto_config(self.data_dir / "gsutil.boto", self.names.project)
         hc_dir = self.data_dir / "healthcare"
         hc_dir.mkdir(parents=True, exist_ok=True)
         self.healthcare = self._run(HealthcareEmulatorProcess(hc_dir, self.gcs.url, self.pubsub.host))
@@ -263,6 +265,8 @@ class LocalStack:
         import google.cloud.storage as storage
         from google.auth.credentials import AnonymousCredentials
 
+        from local_bigquery.warehouse import create_dataset
+
         project = self.names.project
         # The triggers' subscriptions, drained by the Eventarc adapter (the emulator's push is one at a time).
         for subscription, topic in ((IMPORT_SUBSCRIPTION, STORAGE_TOPIC), (EXPORT_SUBSCRIPTION, NOTIFICATION_TOPIC)):
@@ -280,6 +284,8 @@ class LocalStack:
             response = requests.post(url, json=body, timeout=30)
             if response.status_code != 200:
                 raise RuntimeError(f"Healthcare emulator: POST {url} → {response.status_code} {response.text[:300]}")
+        # Exports never create BigQuery datasets (as in the cloud, where Terraform does): make the table's.
+        create_dataset(self.healthcare.data_dir, project, BQ_DATASET)
 
     # --- what happened ----------------------------------------------------------------------------------------
 
@@ -309,6 +315,7 @@ class LocalStack:
         """The functions' settings (README, 'Environment variables'), pointed at the emulators."""
         return {"DICOM_STORE": self.names.store_name, "STAGING_BUCKET": STAGING_BUCKET,
                 "BIGQUERY_TABLE": self.names.table, "HEALTHCARE_API_ENDPOINT": self.healthcare.url,
+                "LOGGING_API_ENDPOINT": self.healthcare.url,  # the emulator serves the operations' log entries
                 "STORAGE_EMULATOR_HOST": self.gcs.url, "GOOGLE_CLOUD_PROJECT": self.names.project,
                 "OPERATION_WAIT_SECONDS": str(self.operation_wait_seconds)}
 
@@ -322,7 +329,9 @@ class LocalStack:
         """Environment for gcloud, google-cloud-storage, google-cloud-pubsub, dicomweb-client and the CLI."""
         return {**client_env(self.gcs.url, self.pubsub.host, self.healthcare.url, self.names),
                 # the CLI's `query` and `filter build` read the local warehouse from here
-                "HEALTHCARE_EMULATOR_DATA_DIR": str(self.healthcare.data_dir)}
+                "HEALTHCARE_EMULATOR_DATA_DIR": str(self.healthcare.data_dir),
+                # gsutil: fake-gcs-server's https port, without gcloud's own settings (see FakeGcsServer)
+                "BOTO_CONFIG": str(self.boto_config), "CLOUDSDK_PASS_CREDENTIALS_TO_GSUTIL": "false"}
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

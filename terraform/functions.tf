@@ -1,28 +1,39 @@
 locals {
-  repo_root = "${path.module}/.."
-
-  # Exactly what the functions import: the deploy entry point, the handlers and the core.
-  function_source_files = sort(tolist(fileset(local.repo_root, "{main.py,requirements.txt,handlers/**/*.py,dicom_pipeline/**/*.py}")))
-
   bigquery_table_uri = "bq://${var.project_id}.${google_bigquery_dataset.dicom.dataset_id}.${var.bigquery_table_id}"
 
-  # Names exactly as dicom_pipeline/config.py reads them.
-  import_environment = {
+  # Names exactly as dicom_pipeline/config.py reads them (HEALTHCARE_LOG_VIEW: the view the functions read the
+  # Healthcare API's failure entries through, see logging.tf).
+  common_environment = {
     DICOM_STORE            = google_healthcare_dicom_store.store.id
     GOOGLE_CLOUD_PROJECT   = var.project_id
-    IMPORT_STORAGE_CLASS   = var.import_storage_class
-    IMPORT_SUFFIXES        = join(",", var.import_suffixes)
+    HEALTHCARE_LOG_VIEW    = local.log_view_name
     OPERATION_WAIT_SECONDS = tostring(var.operation_wait_seconds)
     STAGING_BUCKET         = google_storage_bucket.buckets["staging"].name
   }
 
-  export_environment = {
+  import_environment = merge(local.common_environment, {
+    IMPORT_STORAGE_CLASS = var.import_storage_class
+    IMPORT_SUFFIXES      = join(",", var.import_suffixes)
+  })
+
+  export_environment = merge(local.common_environment, {
     BIGQUERY_TABLE           = local.bigquery_table_uri
-    DICOM_STORE              = google_healthcare_dicom_store.store.id
     EXPORT_WRITE_DISPOSITION = var.export_write_disposition
-    GOOGLE_CLOUD_PROJECT     = var.project_id
-    OPERATION_WAIT_SECONDS   = tostring(var.operation_wait_seconds)
-    STAGING_BUCKET           = google_storage_bucket.buckets["staging"].name
+  })
+
+  functions = {
+    import = {
+      description = "Imports each DICOM object finalized in the landing bucket into the DICOM store"
+      entry_point = "import_dicom_object"
+      account     = google_service_account.import_function.email
+      environment = local.import_environment
+    }
+    export = {
+      description = "Exports the metadata of each instance the DICOM store announces to BigQuery"
+      entry_point = "export_dicom_metadata"
+      account     = google_service_account.export_function.email
+      environment = local.export_environment
+    }
   }
 }
 
@@ -46,17 +57,49 @@ resource "google_storage_bucket_object" "function_source" {
   source = data.archive_file.function_source.output_path
 }
 
-resource "google_cloudfunctions2_function" "import" {
+# The functions' images, in a repository of ours: the build identity can write here and nowhere else.
+resource "google_artifact_registry_repository" "functions" {
+  project       = var.project_id
+  location      = var.region
+  repository_id = "${var.resource_prefix}-functions"
+  description   = "Images of the DICOM functions (${var.resource_prefix})"
+  format        = "DOCKER"
+  kms_key_name  = var.kms_key_name
+  labels        = var.labels
+
+  depends_on = [google_project_service.apis, google_kms_crypto_key_iam_member.cmek]
+}
+
+# IAM grants take up to a few minutes to be seen everywhere: the provider's own examples wait 60 s between the
+# grants a build or a delivery needs and the resource that uses them.
+resource "time_sleep" "build_grants" {
+  create_duration = "60s"
+
+  depends_on = [
+    google_artifact_registry_repository_iam_member.build,
+    google_project_iam_member.build_logs,
+    google_project_iam_member.build_sources,
+    google_storage_bucket_iam_member.build_source,
+  ]
+}
+
+# Both functions are plain gen2 functions without an Eventarc trigger: their events arrive by Pub/Sub push
+# (pubsub.tf). The handlers' @functions_framework.cloud_event decorator makes them CloudEvent functions, and
+# functions-framework turns a Pub/Sub push body into a messagePublished CloudEvent.
+resource "google_cloudfunctions2_function" "functions" {
+  for_each = local.functions
+
   project     = var.project_id
   location    = var.region
-  name        = "${var.resource_prefix}-import"
-  description = "Imports each DICOM object finalized in the landing bucket into the DICOM store"
+  name        = local.triggers[each.key].function
+  description = each.value.description
   labels      = var.labels
 
   build_config {
-    runtime         = "python311"
-    entry_point     = "import_dicom_object"
-    service_account = google_service_account.build.id
+    runtime           = "python311"
+    entry_point       = each.value.entry_point
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
     source {
       storage_source {
         bucket = google_storage_bucket_object.function_source.bucket
@@ -72,113 +115,21 @@ resource "google_cloudfunctions2_function" "import" {
     max_instance_count = var.function_max_instances
     # Handlers mostly wait on operations; the export function batches the notifications served together.
     max_instance_request_concurrency = var.function_concurrency
-    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
+    ingress_settings                 = "ALLOW_INTERNAL_ONLY" # Pub/Sub push from this project counts as internal
     all_traffic_on_latest_revision   = true
-    service_account_email            = google_service_account.import_function.email
-    environment_variables            = local.import_environment
+    service_account_email            = each.value.account
+    environment_variables            = each.value.environment
   }
 
-  event_trigger {
-    trigger_region        = var.region
-    event_type            = "google.cloud.storage.object.v1.finalized"
-    retry_policy          = "RETRY_POLICY_RETRY"
-    service_account_email = google_service_account.trigger.email
-    event_filters {
-      attribute = "bucket"
-      value     = google_storage_bucket.buckets["landing"].name
-    }
-  }
-
-  depends_on = [
-    google_project_iam_member.gcs_agent_publisher,
-    google_project_iam_member.trigger_event_receiver,
-    google_storage_bucket_iam_member.import_function,
-    google_storage_bucket_iam_member.build_source,
-    google_project_iam_member.build,
-    google_healthcare_dicom_store_iam_member.functions,
-  ]
+  depends_on = [time_sleep.build_grants, time_sleep.function_grants, google_logging_log_view.healthcare]
 }
 
-resource "google_cloudfunctions2_function" "export" {
-  project     = var.project_id
-  location    = var.region
-  name        = "${var.resource_prefix}-export"
-  description = "Exports the metadata of each instance the DICOM store announces to BigQuery"
-  labels      = var.labels
-
-  build_config {
-    runtime         = "python311"
-    entry_point     = "export_dicom_metadata"
-    service_account = google_service_account.build.id
-    source {
-      storage_source {
-        bucket = google_storage_bucket_object.function_source.bucket
-        object = google_storage_bucket_object.function_source.name
-      }
-    }
-  }
-
-  service_config {
-    available_memory   = "512M"
-    available_cpu      = "1" # concurrency above 1 needs a whole vCPU
-    timeout_seconds    = 540
-    max_instance_count = var.function_max_instances
-    # Handlers mostly wait on operations; the export function batches the notifications served together.
-    max_instance_request_concurrency = var.function_concurrency
-    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision   = true
-    service_account_email            = google_service_account.export_function.email
-    environment_variables            = local.export_environment
-  }
-
-  event_trigger {
-    trigger_region        = var.region
-    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-    pubsub_topic          = google_pubsub_topic.notifications.id
-    retry_policy          = "RETRY_POLICY_RETRY"
-    service_account_email = google_service_account.trigger.email
-  }
-
-  depends_on = [
-    google_project_iam_member.trigger_event_receiver,
-    google_storage_bucket_iam_member.export_function,
-    google_storage_bucket_iam_member.build_source,
-    google_project_iam_member.build,
-    google_healthcare_dicom_store_iam_member.functions,
-  ]
+moved {
+  from = google_cloudfunctions2_function.import
+  to   = google_cloudfunctions2_function.functions["import"]
 }
 
-# Eventarc owns the subscription behind the Pub/Sub trigger and the provider cannot set its dead-letter
-# policy, so it is attached here, after the trigger exists: after max_delivery_attempts failed deliveries
-# (with 10-600 s backoff) the message goes to the dead-letter topic instead of being retried forever.
-resource "terraform_data" "export_dead_letter_policy" {
-  triggers_replace = [
-    google_cloudfunctions2_function.export.event_trigger[0].trigger,
-    google_pubsub_topic.dead_letter.id,
-    var.max_delivery_attempts,
-  ]
-
-  provisioner "local-exec" {
-    interpreter = ["bash", "-euc"]
-    command     = <<-EOT
-      sub="$(gcloud eventarc triggers describe "$TRIGGER" --project "$PROJECT" --location "$REGION" \
-        --format='value(transport.pubsub.subscription)')"
-      gcloud pubsub subscriptions update "$sub" --project "$PROJECT" \
-        --dead-letter-topic="$DEAD_LETTER_TOPIC" --max-delivery-attempts="$MAX_ATTEMPTS" \
-        --min-retry-delay=10s --max-retry-delay=600s
-      # Forwarding to the dead-letter topic acks the original message as the Pub/Sub service agent.
-      gcloud pubsub subscriptions add-iam-policy-binding "$sub" --project "$PROJECT" \
-        --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber
-    EOT
-    environment = {
-      DEAD_LETTER_TOPIC = google_pubsub_topic.dead_letter.id
-      MAX_ATTEMPTS      = tostring(var.max_delivery_attempts)
-      PROJECT           = var.project_id
-      PUBSUB_AGENT      = google_project_service_identity.pubsub.email
-      REGION            = var.region
-      TRIGGER           = google_cloudfunctions2_function.export.event_trigger[0].trigger
-    }
-  }
-
-  depends_on = [google_pubsub_topic_iam_member.pubsub_agent_dead_letter]
+moved {
+  from = google_cloudfunctions2_function.export
+  to   = google_cloudfunctions2_function.functions["export"]
 }

@@ -19,7 +19,7 @@ resource "google_healthcare_dicom_store" "store" {
   labels  = var.labels
 
   notification_config {
-    pubsub_topic = google_pubsub_topic.notifications.id
+    pubsub_topic = google_pubsub_topic.trigger["export"].id
     # Without this, instances stored by dicomStores.import publish nothing and the export never runs.
     send_for_bulk_import = true
   }

@@ -8,9 +8,9 @@ output "bigquery_table_uri" {
   value       = local.bigquery_table_uri
 }
 
-output "dead_letter_subscription" {
-  description = "Pull subscription holding notifications the export function could not process."
-  value       = google_pubsub_subscription.dead_letter.name
+output "dead_letter_subscriptions" {
+  description = "Per trigger (import, export): the pull subscription keeping the events its function could not process."
+  value       = { for k, s in google_pubsub_subscription.dead_letter : k => s.id }
 }
 
 output "dicom_store" {
@@ -25,17 +25,22 @@ output "export_bucket" {
 
 output "export_function" {
   description = "Name of the export function."
-  value       = google_cloudfunctions2_function.export.name
+  value       = google_cloudfunctions2_function.functions["export"].name
+}
+
+output "healthcare_log_view" {
+  description = "Log view of the Healthcare API's entries the functions read (HEALTHCARE_LOG_VIEW)."
+  value       = local.log_view_name
 }
 
 output "healthcare_service_agent" {
   description = "Email of the Cloud Healthcare service agent."
-  value       = google_project_service_identity.healthcare.email
+  value       = google_project_service_identity.agents["healthcare.googleapis.com"].email
 }
 
 output "import_function" {
   description = "Name of the import function."
-  value       = google_cloudfunctions2_function.import.name
+  value       = google_cloudfunctions2_function.functions["import"].name
 }
 
 output "landing_bucket" {
@@ -44,11 +49,16 @@ output "landing_bucket" {
 }
 
 output "notification_topic" {
-  description = "Topic the DICOM store publishes a notification to per stored instance."
-  value       = google_pubsub_topic.notifications.id
+  description = "Topic the DICOM store publishes a notification to per stored instance (the export trigger's topic)."
+  value       = google_pubsub_topic.trigger["export"].id
 }
 
 output "staging_bucket" {
   description = "Bucket of filter files, staged copies, outcome and idempotency records and dead letters (STAGING_BUCKET)."
   value       = google_storage_bucket.buckets["staging"].name
+}
+
+output "trigger_topics" {
+  description = "Per trigger (import, export): the topic its push subscription reads; publish a message here again to requeue it."
+  value       = { for k, t in google_pubsub_topic.trigger : k => t.id }
 }

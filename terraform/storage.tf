@@ -1,60 +1,34 @@
-locals {
-  bucket_prefix = coalesce(var.name_prefix, var.project_id)
-
-  # Transient objects the functions write to the staging bucket (see the main README): staged copies (every
-  # object of a batched import, and wildcard-named objects) and filter files are needed only while an
-  # operation runs; outcome and idempotency records only while redeliveries can arrive. Dead letters are
-  # kept longer for operators. Staged copies are a second copy of each upload: kept the shortest time.
-  staging_lifecycle = [
-    { prefix = "staging/import/", age = var.staged_copy_retention_days },
-    { prefix = "filters/export/", age = var.transient_retention_days },
-    { prefix = "outcomes/import/", age = var.record_retention_days },
-    { prefix = "idempotency/export/", age = var.record_retention_days },
-    { prefix = "dead-letter/", age = var.dead_letter_retention_days },
-  ]
-
-  core_buckets = {
-    landing = { name = "${local.bucket_prefix}-dicom-landing", lifecycle = [] }
-    staging = { name = "${local.bucket_prefix}-dicom-staging", lifecycle = local.staging_lifecycle }
-    source  = { name = "${local.bucket_prefix}-dicom-functions-source", lifecycle = [] }
-  }
-  export_bucket = { name = "${local.bucket_prefix}-dicom-export", lifecycle = [] }
-
-  buckets = merge(local.core_buckets, var.enable_gcs_export ? { export = local.export_bucket } : {})
-}
-
 resource "google_storage_bucket" "buckets" {
-  # checkov:skip=CKV_GCP_62: access logs go to Cloud Audit Logs (Data Access logs), not to a log bucket
+  # checkov:skip=CKV_GCP_62: access logs go to Cloud Audit Logs (Data Access logs, enabled in logging.tf), not to a log bucket
+  # checkov:skip=CKV_GCP_78: the staging bucket holds only transient copies and records: versioning would keep deleted staged copies (PHI) longer
   for_each = local.buckets
 
   project                     = var.project_id
   name                        = each.value.name
-  location                    = var.region # single region: the storage trigger must be in the bucket's region
+  location                    = var.region # single region, with the Healthcare dataset and the functions
   force_destroy               = var.force_destroy
-  uniform_bucket_level_access = true
+  uniform_bucket_level_access = true # also required by the managed folders below
   public_access_prevention    = "enforced"
   labels                      = var.labels
 
   versioning {
-    enabled = true
+    enabled = each.value.versioning
   }
 
-  # Versioning keeps overwritten objects recoverable for a short while only.
-  lifecycle_rule {
-    condition {
-      days_since_noncurrent_time = var.transient_retention_days
-    }
-    action {
-      type = "Delete"
+  dynamic "soft_delete_policy" {
+    for_each = each.value.soft_delete_seconds == null ? [] : [each.value.soft_delete_seconds]
+    content {
+      retention_duration_seconds = soft_delete_policy.value
     }
   }
 
   dynamic "lifecycle_rule" {
-    for_each = each.value.lifecycle
+    for_each = each.value.rules
     content {
       condition {
-        age            = lifecycle_rule.value.age
-        matches_prefix = [lifecycle_rule.value.prefix]
+        age                        = lifecycle_rule.value.age
+        matches_prefix             = lifecycle_rule.value.prefixes
+        days_since_noncurrent_time = lifecycle_rule.value.noncurrent_days
       }
       action {
         type = "Delete"
@@ -70,4 +44,23 @@ resource "google_storage_bucket" "buckets" {
   }
 
   depends_on = [google_project_service.apis, google_kms_crypto_key_iam_member.cmek]
+}
+
+# The staging prefixes the Healthcare service agent must read (staged copies, export filter files), as managed
+# folders so that the agent is granted those and nothing else of the staging bucket (see iam.tf).
+resource "google_storage_managed_folder" "agent_readable" {
+  for_each = toset(local.agent_readable_folders)
+
+  bucket = google_storage_bucket.buckets["staging"].name
+  name   = each.value
+}
+
+# Uploads announce themselves on a topic we own; the import trigger's push subscription reads it (pubsub.tf).
+resource "google_storage_notification" "landing" {
+  bucket         = google_storage_bucket.buckets["landing"].name
+  topic          = google_pubsub_topic.trigger["import"].id
+  payload_format = "JSON_API_V1"
+  event_types    = ["OBJECT_FINALIZE"]
+
+  depends_on = [google_pubsub_topic_iam_member.gcs_agent_landing_events]
 }

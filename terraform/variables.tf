@@ -1,11 +1,34 @@
+variable "alert_error_ratio" {
+  description = "Share of a function's requests that fail (HTTP 5xx) over 5 minutes above which an alert opens."
+  type        = number
+  default     = 0.05
+
+  validation {
+    condition     = var.alert_error_ratio > 0 && var.alert_error_ratio <= 1
+    error_message = "alert_error_ratio must be in (0, 1]."
+  }
+}
+
+variable "alert_oldest_unacked_seconds" {
+  description = "Age of the oldest undelivered event of a trigger above which an alert opens."
+  type        = number
+  default     = 1800
+
+  validation {
+    condition     = var.alert_oldest_unacked_seconds >= 60
+    error_message = "alert_oldest_unacked_seconds must be at least 60."
+  }
+}
+
 variable "bigquery_dataset_id" {
   description = "BigQuery dataset that receives the DICOM metadata."
   type        = string
   default     = "dicom_metadata"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_]{1,1024}$", var.bigquery_dataset_id))
-    error_message = "bigquery_dataset_id may contain only letters, digits and underscores."
+    # RE2 (terraform's regex) refuses repetition counts above 1000: the length is checked apart.
+    condition     = can(regex("^[A-Za-z0-9_]+$", var.bigquery_dataset_id)) && length(var.bigquery_dataset_id) <= 1024
+    error_message = "bigquery_dataset_id may contain only letters, digits and underscores (at most 1024)."
   }
 }
 
@@ -21,8 +44,9 @@ variable "bigquery_table_id" {
   default     = "instances"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_]{1,1024}$", var.bigquery_table_id))
-    error_message = "bigquery_table_id may contain only letters, digits and underscores."
+    # RE2 (terraform's regex) refuses repetition counts above 1000: the length is checked apart.
+    condition     = can(regex("^[A-Za-z0-9_]+$", var.bigquery_table_id)) && length(var.bigquery_table_id) <= 1024
+    error_message = "bigquery_table_id may contain only letters, digits and underscores (at most 1024)."
   }
 }
 
@@ -43,8 +67,9 @@ variable "dicom_store_id" {
   default     = "primary"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_.-]{1,256}$", var.dicom_store_id))
-    error_message = "dicom_store_id may contain only letters, digits, '_', '-' and '.'."
+    # The API allows ".", but the provider's IAM resources cannot parse an id that contains one.
+    condition     = can(regex("^[A-Za-z0-9_-]{1,256}$", var.dicom_store_id))
+    error_message = "dicom_store_id may contain only letters, digits, '_' and '-'."
   }
 }
 
@@ -93,14 +118,21 @@ variable "function_max_instances" {
   }
 }
 
+variable "grant_pubsub_token_creator" {
+  description = "Grant the Pub/Sub service agent roles/iam.serviceAccountTokenCreator on the push identity. Only projects created before 8 April 2021 need it for authenticated push; leave false otherwise."
+  type        = bool
+  default     = false
+}
+
 variable "healthcare_dataset_id" {
   description = "Name of the Cloud Healthcare dataset."
   type        = string
   default     = "dicom"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_.-]{1,256}$", var.healthcare_dataset_id))
-    error_message = "healthcare_dataset_id may contain only letters, digits, '_', '-' and '.'."
+    # The API allows ".", but the provider's IAM resources cannot parse an id that contains one.
+    condition     = can(regex("^[A-Za-z0-9_-]{1,256}$", var.healthcare_dataset_id))
+    error_message = "healthcare_dataset_id may contain only letters, digits, '_' and '-'."
   }
 }
 
@@ -127,13 +159,22 @@ variable "import_suffixes" {
 }
 
 variable "kms_key_name" {
-  description = "Optional CMEK key (projects/P/locations/L/keyRings/R/cryptoKeys/K) for the Healthcare dataset, the buckets, the topics and the BigQuery dataset; it must be in var.region."
+  description = "Optional CMEK key (projects/P/locations/L/keyRings/R/cryptoKeys/K) for the Healthcare dataset, the buckets, the topics, the image repository and the BigQuery dataset; it must be in var.region."
   type        = string
   default     = null
 
   validation {
     condition     = var.kms_key_name == null || can(regex("^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$", var.kms_key_name))
     error_message = "kms_key_name must be null or projects/P/locations/L/keyRings/R/cryptoKeys/K."
+  }
+
+  # A CMEK key must sit where the data it encrypts sits: every keyed resource is in var.region (BigQuery in
+  # var.bigquery_location when set).
+  validation {
+    condition = var.kms_key_name == null || try(
+      split("/", var.kms_key_name)[3] == var.region && (var.bigquery_location == null || var.bigquery_location == var.region), false
+    )
+    error_message = "kms_key_name must be a key in var.region (and bigquery_location must be null or equal to region when a key is set)."
   }
 }
 
@@ -143,8 +184,19 @@ variable "labels" {
   default     = {}
 }
 
+variable "landing_retention_days" {
+  description = "Days an upload is kept in the landing bucket after it arrived; null keeps uploads until deleted."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.landing_retention_days == null || try(var.landing_retention_days >= 1, false)
+    error_message = "landing_retention_days must be null or at least 1."
+  }
+}
+
 variable "max_delivery_attempts" {
-  description = "Deliveries of a notification to the export function before it goes to the dead-letter topic."
+  description = "Deliveries of an event to a function (either trigger) before it goes to that trigger's dead-letter topic."
   type        = number
   default     = 10
 
@@ -160,8 +212,20 @@ variable "name_prefix" {
   default     = null
 
   validation {
-    condition     = var.name_prefix == null || can(regex("^[a-z0-9][a-z0-9-]{1,40}$", var.name_prefix))
-    error_message = "name_prefix must be 2-41 lowercase letters, digits or '-'."
+    # Bucket names have at most 63 characters; the longest is "<name_prefix>-dicom-functions-source".
+    condition     = var.name_prefix == null || can(regex("^[a-z0-9][a-z0-9-]{0,38}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 2-40 lowercase letters, digits or '-', starting and ending with a letter or digit."
+  }
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channels (projects/P/notificationChannels/ID) the alert policies notify; empty creates no alerts."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", c))])
+    error_message = "notification_channels must be full names: projects/P/notificationChannels/ID."
   }
 }
 
@@ -204,7 +268,7 @@ variable "region" {
   default     = "us-central1"
 
   validation {
-    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
     error_message = "region must be a single region such as us-central1 or europe-west4."
   }
 }

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
+
+import json5
 
 from ..errors import InvalidArgument
 
@@ -29,13 +32,28 @@ class Request:
         return values[-1] if values else default
 
     def json(self) -> dict[str, Any]:
-        """The JSON object body; an empty body is {}. Malformed JSON is a 400 that says where."""
+        """The JSON object body; an empty body is {}. Malformed JSON is a 400 that says where.
+
+        Google's front end takes more than strict JSON: its own documentation sends single-quoted bodies
+        (`--data "{ 'gcsDestination': {...} }"`). Strict JSON is parsed by the standard library; anything
+        else by json5, whose grammar (single quotes, unquoted keys, trailing commas, comments) covers that.
+        """
         if not self.body.strip():
             return {}
         try:
             value = json.loads(self.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except UnicodeDecodeError as exc:
             raise InvalidArgument(f"Invalid JSON payload received. {exc}") from None
+        except json.JSONDecodeError:
+            try:
+                value = json5.loads(self.body.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise InvalidArgument(f"Invalid JSON payload received. {exc}") from None
+            except ValueError as exc:
+                # json5 says "<string>:LINE WHAT at column COLUMN"
+                found = re.fullmatch(r"<string>:(\d+) (.*) at column (\d+)", str(exc))
+                where = f"{found[2]} at line {found[1]}, column {found[3]}" if found else str(exc)
+                raise InvalidArgument(f"Invalid JSON payload received. {where}") from None
         if not isinstance(value, dict):
             raise InvalidArgument(
                 f"Invalid JSON payload received. Expected an object, got {type(value).__name__}"

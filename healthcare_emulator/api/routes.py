@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ApiError, Internal, MethodNotAllowed, NotFound
-from .handlers import controls, datasets, dicom_stores, dicomweb, metrics, operations
+from .handlers import cloud_logging, controls, datasets, dicom_stores, dicomweb, metrics, operations
 from .http import Request, Response, json_response
 
 if TYPE_CHECKING:
@@ -53,6 +53,11 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
     ("DELETE", _STORE + "/dicomWeb/{path}", dicomweb.handle),
 ]
 
+# Cloud Logging v2, served at the emulator's own URL: the operation logs as LogEntry values.
+LOGGING_ROUTES: list[tuple[str, str, Handler]] = [
+    ("POST", "entries:list", cloud_logging.list_entries),
+]
+
 CONTROL_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "health", controls.health),
     ("POST", "reset", controls.reset),
@@ -69,6 +74,7 @@ def _compile(template: str) -> re.Pattern[str]:
 
 _API = [(method, _compile(template), handler) for method, template, handler in API_ROUTES]
 _CONTROLS = [(method, _compile(template), handler) for method, template, handler in CONTROL_ROUTES]
+_LOGGING = [(method, _compile(template), handler) for method, template, handler in LOGGING_ROUTES]
 _VERSIONED = re.compile(r"/(v1|v1beta1)/(.*)", re.DOTALL)
 
 
@@ -76,6 +82,8 @@ def resolve(request: Request) -> tuple[Handler, dict[str, str]]:
     """Find the handler for a request and its path parameters; set request.version."""
     if request.path.startswith("/_emulator/"):
         table, rest = _CONTROLS, request.path[len("/_emulator/"):]
+    elif request.path.startswith("/v2/"):
+        table, rest = _LOGGING, request.path[len("/v2/"):]
     else:
         match = _VERSIONED.fullmatch(request.path)
         if not match:
@@ -91,6 +99,9 @@ def resolve(request: Request) -> tuple[Handler, dict[str, str]]:
             allowed.append(method)
     if allowed:
         raise MethodNotAllowed(f"method {request.method} is not supported on {request.path!r}")
+    if table is _LOGGING:
+        raise NotFound(f"unknown path {request.path!r}: API paths start with /v1/ or /v1beta1/; under /v2/ the"
+                       " emulator serves Cloud Logging's entries:list only")
     raise NotFound(f"unknown path {request.path!r}")
 
 

@@ -56,6 +56,11 @@ TAG_SERIES_UID = "0020000E"
 TAG_SOP_UID = "00080018"
 TAG_SOP_CLASS_UID = "00080016"
 TAG_TRANSFER_SYNTAX = "00020010"
+TAG_MEDIA_STORAGE_SOP_CLASS = "00020002"
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # the SOP class of a DICOMDIR
+# Explicit VR elements with a 4-byte length (after 2 reserved bytes); the others have a 2-byte length.
+_LONG_LENGTH_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT",
+                              b"UV"})
 
 
 class InvalidDicom(ValueError):
@@ -74,17 +79,28 @@ class ParsedInstance:
     metadata: dict[str, Any]
     # `metadata` as compact JSON, filled by parse_instance so it is built once (treat metadata as read-only).
     metadata_text: str | None = field(default=None, repr=False, compare=False)
+    # DS/IS values as written in the file, where the JSON number would not give the same text back (see
+    # number_texts_json); BigQuery keeps the text, DICOMweb JSON the number.
+    number_texts: dict[str, list[str | None]] = field(default_factory=dict, repr=False, compare=False)
 
     def metadata_json(self) -> str:
         if self.metadata_text is not None:
             return self.metadata_text
         return _compact_json(self.metadata)
 
+    def number_texts_json(self) -> str:
+        """The exact DS/IS texts as JSON, {element path: [text per value]}; "" when every number round-trips.
+
+        An element path is the tag, with sequence items as ``SQTAG/index/TAG`` (as in bulk data paths).
+        """
+        return _compact_json(self.number_texts) if self.number_texts else ""
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Import workers send instances to the parent process: the JSON text unpickles much faster than
         # the nested dicts it encodes (one json.loads instead of thousands of small objects).
         return (_parsed_from_text, (self.study_uid, self.series_uid, self.sop_uid, self.sop_class_uid,
-                                    self.transfer_syntax_uid, self.sha256, self.size, self.metadata_json()))
+                                    self.transfer_syntax_uid, self.sha256, self.size, self.metadata_json(),
+                                    self.number_texts))
 
 
 def _compact_json(metadata: dict[str, Any]) -> str:
@@ -92,9 +108,21 @@ def _compact_json(metadata: dict[str, Any]) -> str:
 
 
 def _parsed_from_text(study_uid: str, series_uid: str, sop_uid: str, sop_class_uid: str, transfer_syntax_uid: str,
-                      sha256: str, size: int, metadata_text: str) -> ParsedInstance:
+                      sha256: str, size: int, metadata_text: str,
+                      number_texts: dict[str, list[str | None]]) -> ParsedInstance:
     return ParsedInstance(study_uid, series_uid, sop_uid, sop_class_uid, transfer_syntax_uid, sha256, size,
-                          json.loads(metadata_text), metadata_text)
+                          json.loads(metadata_text), metadata_text, number_texts)
+
+
+def with_number_texts(metadata: dict[str, Any], number_texts: dict[str, list[str | None]]) -> dict[str, Any]:
+    """`metadata` (changed in place) with the DS/IS values of `number_texts` as their exact text."""
+    for path, texts in number_texts.items():
+        *items, key = path.split("/")
+        elements = metadata
+        for sequence, index in zip(items[::2], items[1::2], strict=True):
+            elements = elements[sequence]["Value"][int(index)]
+        elements[key]["Value"] = texts
+    return metadata
 
 
 def parse_instance(data: bytes) -> ParsedInstance:
@@ -111,9 +139,11 @@ def parse_instance(data: bytes) -> ParsedInstance:
             ds = pydicom.dcmread(io.BytesIO(data))
             transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", "") or "").strip("\0 ")
             if not transfer_syntax:
+                _check_file_meta_complete(data)
                 raise InvalidDicom("the file meta information has no TransferSyntaxUID (0002,0010)")
-            metadata = _dataset_json(ds.file_meta, "", "latin_1")
-            metadata.update(_dataset_json(ds, "", _python_charset(ds)))
+            number_texts: dict[str, list[str | None]] = {}
+            metadata = _dataset_json(ds.file_meta, "", "latin_1", number_texts)
+            metadata.update(_dataset_json(ds, "", _python_charset(ds), number_texts))
     except InvalidDicom:
         raise
     except InvalidDicomError as exc:
@@ -121,6 +151,10 @@ def parse_instance(data: bytes) -> ParsedInstance:
     except Exception as exc:  # pydicom raises many types on corrupt input
         raise InvalidDicom(f"unparsable DICOM data: {type(exc).__name__}: {exc}") from None
 
+    if MEDIA_STORAGE_DIRECTORY in (first_value(metadata, TAG_MEDIA_STORAGE_SOP_CLASS),
+                                   first_value(metadata, TAG_SOP_CLASS_UID)):
+        raise InvalidDicom("a DICOMDIR (Media Storage Directory, SOP class 1.2.840.10008.1.3.10) is a file-set"
+                           " index, not a composite instance: store the files it lists instead")
     uids = {}
     for tag, keyword in ((TAG_STUDY_UID, "StudyInstanceUID"), (TAG_SERIES_UID, "SeriesInstanceUID"),
                          (TAG_SOP_UID, "SOPInstanceUID")):
@@ -140,7 +174,39 @@ def parse_instance(data: bytes) -> ParsedInstance:
         size=len(data),
         metadata=metadata,
         metadata_text=_compact_json(metadata),
+        number_texts=number_texts,
     )
+
+
+def _check_file_meta_complete(data: bytes) -> None:
+    """Raise InvalidDicom naming the element where the file meta (explicit VR little endian) is cut short.
+
+    pydicom stops quietly at a truncated file meta element, which would otherwise be reported as a missing
+    TransferSyntaxUID.
+    """
+    offset = 132
+    while offset < len(data):
+        if len(data) - offset < 4:
+            raise InvalidDicom("truncated file: the file meta information is cut short inside an element's tag")
+        group, element = struct.unpack_from("<HH", data, offset)
+        if group != 2:
+            return
+        name = _element_name(0x00020000 | element)
+        vr = data[offset + 4:offset + 6]
+        long_length = vr in _LONG_LENGTH_VRS
+        header = 12 if long_length else 8
+        if len(data) - offset < header:
+            raise InvalidDicom(f"truncated file: the file meta information is cut short inside {name}")
+        length = struct.unpack_from("<I" if long_length else "<H", data, offset + (8 if long_length else 6))[0]
+        if offset + header + length > len(data):
+            raise InvalidDicom(f"truncated file: the file meta information is cut short inside {name}: it declares"
+                               f" {length} bytes, {len(data) - offset - header} remain")
+        offset += header + length
+
+
+def _element_name(tag: int) -> str:
+    keyword = dictionary_keyword(tag)
+    return f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})" if keyword else f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 def first_value(metadata: dict[str, Any], tag: str) -> Any:
@@ -160,7 +226,8 @@ def _python_charset(ds: Dataset) -> str | None:
     return _SIMPLE_CHARSETS.get(value.strip())
 
 
-def _dataset_json(ds: Dataset, path: str, charset: str | None) -> dict[str, Any]:
+def _dataset_json(ds: Dataset, path: str, charset: str | None,
+                  texts: dict[str, list[str | None]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     # Binary values of big-endian data sets are swapped to little endian for InlineBinary.
     big_endian = getattr(ds, "original_encoding", (None, True))[1] is False
@@ -174,13 +241,13 @@ def _dataset_json(ds: Dataset, path: str, charset: str | None) -> dict[str, Any]
             if elem.length != _UNDEFINED_LENGTH and elem.value is not None and len(elem.value) != elem.length:
                 raise InvalidDicom(f"truncated file: element ({key[:4]},{key[4:]}) is cut short")
             if elem.VR is not None and elem.is_little_endian:
-                fast = _raw_json(elem, elem_path, charset)
+                fast = _raw_json(elem, elem_path, charset, texts)
                 if fast is not None:
                     out[key] = _encapsulated_as_ob(tag, elem.length, fast)
                     continue
         converted = ds[tag]
         out[key] = _encapsulated_as_ob(tag, _UNDEFINED_LENGTH if converted.is_undefined_length else 0,
-                                       _element_json(converted, elem_path, charset, big_endian))
+                                       _element_json(converted, elem_path, charset, texts, big_endian))
     return out
 
 
@@ -191,7 +258,8 @@ def _encapsulated_as_ob(tag: int, length: int, value: dict[str, Any]) -> dict[st
     return value
 
 
-def _raw_json(raw: RawDataElement, path: str, charset: str | None) -> dict[str, Any] | None:
+def _raw_json(raw: RawDataElement, path: str, charset: str | None,
+              texts: dict[str, list[str | None]]) -> dict[str, Any] | None:
     """DICOM JSON for a raw little-endian element, or None to use pydicom's conversion."""
     vr = raw.VR
     value = raw.value
@@ -223,10 +291,10 @@ def _raw_json(raw: RawDataElement, path: str, charset: str | None) -> dict[str, 
         text = value.decode("latin_1")
     else:
         return None
-    return _text_json(vr, text)
+    return _text_json(vr, text, path, texts)
 
 
-def _text_json(vr: str, text: str) -> dict[str, Any]:
+def _text_json(vr: str, text: str, path: str, texts: dict[str, list[str | None]]) -> dict[str, Any]:
     if vr in _SINGLE_VALUE_VRS:
         parts = [text.rstrip("\0 ")]
     else:
@@ -241,13 +309,19 @@ def _text_json(vr: str, text: str) -> dict[str, Any]:
         values: list[Any] = [(_person_name_json(p) or None) if p else None for p in parts]
         if not any(values):
             return {"vr": vr}
-    elif vr == "IS":
-        values = [_number(p, int_only=True) for p in parts]
-    elif vr == "DS":
-        values = [_number(p, int_only=False) for p in parts]
+    elif vr in ("IS", "DS"):
+        values = _numbers(vr, parts, path, texts)
     else:
         values = [p if p else None for p in parts]
     return {"vr": vr, "Value": values}
+
+
+def _numbers(vr: str, parts: list[str], path: str, texts: dict[str, list[str | None]]) -> list[Any]:
+    """IS/DS values as JSON numbers; their texts go to `texts` when a number would not give them back."""
+    values = [_number(p, int_only=vr == "IS") for p in parts]
+    if any(isinstance(v, (int, float)) and repr(v) != p for p, v in zip(parts, values, strict=True)):
+        texts[path] = [p or None for p in parts]
+    return values
 
 
 def _number(text: str, int_only: bool) -> Any:
@@ -282,7 +356,8 @@ def _binary_json(vr: str, value: bytes, path: str) -> dict[str, Any]:
     return {"vr": vr, "InlineBinary": base64.b64encode(value).decode("ascii")}
 
 
-def _element_json(elem: DataElement, path: str, charset: str | None, big_endian: bool = False) -> dict[str, Any]:
+def _element_json(elem: DataElement, path: str, charset: str | None, texts: dict[str, list[str | None]],
+                  big_endian: bool = False) -> dict[str, Any]:
     """DICOM JSON for an element pydicom has converted (sequences, implicit VR, big endian, ISO 2022)."""
     vr = elem.VR
     if vr in ("US or SS", "US or OW", "OB or OW", "US or SS or OW"):
@@ -294,7 +369,7 @@ def _element_json(elem: DataElement, path: str, charset: str | None, big_endian:
         items = []
         for index, item in enumerate(value):
             item_charset = _python_charset(item) if 0x00080005 in item._dict else charset
-            items.append(_dataset_json(item, f"{path}/{index}/", item_charset))
+            items.append(_dataset_json(item, f"{path}/{index}/", item_charset, texts))
         return {"vr": "SQ", "Value": items}
     if vr in _BINARY_VRS or isinstance(value, bytes):
         raw = value if isinstance(value, bytes) else bytes(value)
@@ -309,15 +384,15 @@ def _element_json(elem: DataElement, path: str, charset: str | None, big_endian:
     if vr == "AT":
         return {"vr": vr, "Value": [f"{int(v):08X}" for v in values]}
     if vr in ("IS", "DS"):
-        return {"vr": vr, "Value": [_number(str(v).strip(), int_only=vr == "IS") for v in values]}
+        return {"vr": vr, "Value": _numbers(vr, [str(v).strip("\0 ") for v in values], path, texts)}
     if vr in ("FL", "FD"):
         return {"vr": vr, "Value": [float(v) if math.isfinite(float(v)) else None for v in values]}
     if vr in ("US", "SS", "UL", "SL", "SV", "UV"):
         return {"vr": vr, "Value": [int(v) for v in values]}
-    texts = [str(v).strip("\0 ") if vr in _STRIP_BOTH_VRS else str(v).rstrip("\0 ") for v in values]
-    if len(texts) == 1 and not texts[0]:
+    strings = [str(v).strip("\0 ") if vr in _STRIP_BOTH_VRS else str(v).rstrip("\0 ") for v in values]
+    if len(strings) == 1 and not strings[0]:
         return {"vr": vr}
-    return {"vr": vr, "Value": [t if t else None for t in texts]}
+    return {"vr": vr, "Value": [t if t else None for t in strings]}
 
 
 def _person_name_value(value: Any) -> dict[str, str] | None:

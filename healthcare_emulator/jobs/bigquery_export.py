@@ -24,9 +24,17 @@ from local_bigquery.schema import (
     extra_values,
     json_schema_fields,
 )
-from local_bigquery.warehouse import TableRef, WarehouseBusy, write_rows
+from local_bigquery.warehouse import (
+    DatasetNotFound,
+    TableRef,
+    WarehouseBusy,
+    dataset_exists,
+    dataset_not_found_message,
+    write_rows,
+)
 
-from ..errors import AlreadyExists, ApiError, FailedPrecondition, InvalidArgument
+from ..dicom.parsing import with_number_texts
+from ..errors import AlreadyExists, ApiError, FailedPrecondition, InvalidArgument, NotFound
 from ..names import DicomStoreName
 from ..store.dicom_store import InstanceRecord, Storage
 from .cloud_storage import GcsReader
@@ -40,6 +48,7 @@ LEGACY = "LEGACY"  # writeDisposition absent: the legacy `force` flag decides
 TABLE_URI_MAX = 2000
 STREAMING_ROW_LIMIT = 1024 * 1024  # BigQuery's streaming-insert row limit (reference §5.6)
 _CANCEL_CHECK_EVERY = 500  # instances converted between two looks at cancellation
+_DATASET_CHECK_TIMEOUT = 1.0  # seconds the request waits for a locked warehouse file before leaving it to the write
 
 # BigQuery names: project IDs (optionally domain-scoped, "example.com:proj"), dataset IDs of letters,
 # digits and "_", table names of letters, marks, digits, connectors, dashes and spaces.
@@ -138,6 +147,14 @@ def _instance_path(store_name: str, record: InstanceRecord) -> str:
             f"/instances/{record.sop_uid}")
 
 
+def _exact_metadata(record: InstanceRecord) -> dict[str, Any]:
+    """The stored DICOM JSON with DS/IS values as the text the file held (BigQuery keeps it; reference §5.2)."""
+    metadata = json.loads(record.metadata)
+    if record.number_texts:
+        with_number_texts(metadata, json.loads(record.number_texts))
+    return metadata
+
+
 @dataclass
 class _Batch:
     fields: list[Field]
@@ -158,7 +175,7 @@ def _convert(records: list[InstanceRecord], store_name: str, include_source_stor
         if on_progress is not None and index and index % _CANCEL_CHECK_EVERY == 0:
             on_progress(index)
         try:
-            metadata = json.loads(record.metadata)
+            metadata = _exact_metadata(record)
             extras = extra_values(record.storage_class, record.size, record.metadata_size, record.update_time,
                                   source, change_type if with_type else None)
             if json_schema:
@@ -184,7 +201,7 @@ def _convert(records: list[InstanceRecord], store_name: str, include_source_stor
             converter = Converter()
             for record in records:
                 if id(record) not in skipped:
-                    converter.flattened_row(json.loads(record.metadata), {})
+                    converter.flattened_row(_exact_metadata(record), {})
         fields = converter.schema(extra_fields(include_source_store, with_type=with_type))
     return _Batch(fields, lines, failures, oversized)
 
@@ -198,12 +215,36 @@ def _write(data_dir: Any, dest_table: TableRef, batch: _Batch, *, replace: bool,
         raise FailedPrecondition(f"cannot write to BigQuery table {dest_table}: {exc}") from None
     except WarehouseBusy as exc:
         raise Unavailable(f"cannot write to BigQuery table {dest_table}: {exc}") from None
+    except DatasetNotFound as exc:
+        raise NotFound(_dataset_missing(dest_table, exc)) from None
+
+
+def _dataset_missing(table: TableRef, reason: object) -> str:
+    # The real API's words when it cannot see the dataset ("failed to verify dataset (projectID:…,
+    # datasetID:…)"), then BigQuery's own ("Not found: Dataset p:d").
+    return (f"failed to verify dataset (projectID:{table.project}, datasetID:{table.dataset}): {reason}; create the"
+            " BigQuery dataset first (bq mk, Terraform google_bigquery_dataset, or locally"
+            " `python -m local_bigquery create-dataset`)")
+
+
+def check_dataset_exists(data_dir: Path, table: TableRef) -> None:
+    """NotFound unless the destination's BigQuery dataset exists: exports never create datasets.
+
+    When another process keeps the file locked, the operation's write checks again (and waits for the lock).
+    """
+    try:
+        exists = dataset_exists(data_dir, table.project, table.dataset, timeout=_DATASET_CHECK_TIMEOUT)
+    except WarehouseBusy:
+        return
+    if not exists:
+        raise NotFound(_dataset_missing(table, dataset_not_found_message(table.project, table.dataset)))
 
 
 def export_job(storage: Storage, gcs: GcsReader, data_dir: Path, store: DicomStoreName, store_id: int,
                destination: dict[str, Any], filter_uri: str | None) -> Callable[[OperationContext], None]:
     """Validate the destination now (InvalidArgument) and return the operation's job."""
     dest = parse_destination(destination)
+    check_dataset_exists(data_dir, dest.table)
     replace, check = _write_policy(dest)
     store_name = str(store)
     uid_keys = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")

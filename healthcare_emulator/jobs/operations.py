@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import ApiError, FailedPrecondition, Internal, NotFound
 from ..names import DatasetName
 from ..store.dicom_store import Storage
+from .log_entries import log_entry
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,15 @@ def _dataset_of(operation_name: str) -> str:
     return operation_name.split("/operations/")[0]
 
 
+def _parsed(line: str) -> dict[str, Any] | None:
+    """One line of an operation log; None for a line still being written by a running operation."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
 class Cancelled(ApiError):
     http_status, status = 499, "CANCELLED"
 
@@ -44,9 +54,11 @@ class Cancelled(ApiError):
 class OperationContext:
     """What a running job sees: its counters, its log and whether a cancel was requested."""
 
-    def __init__(self, name: str, log_path: str):
+    def __init__(self, name: str, log_path: str, store: str | None = None):
         self.name = name
         self._log_path = log_path
+        self.store = store  # the DICOM store it works on: the resource of its Cloud Logging entries
+        self.errors_logged = 0
         self._lock = threading.Lock()
         self.counters = dict.fromkeys(_COUNTER_FIELDS, 0)
         self.cancel_requested = False
@@ -64,16 +76,21 @@ class OperationContext:
     def log(self, severity: str, message: str, **fields: Any) -> None:
         """Append one entry to the operation log (JSON lines on disk)."""
         entry = {"timestamp": now_rfc3339(), "severity": severity, "operation": self.name, "message": message}
+        if self.store:
+            entry["store"] = self.store
         entry.update(fields)
         line = json.dumps(entry, ensure_ascii=False) + "\n"
         with self._lock, open(self._log_path, "a", encoding="utf-8") as fh:
             fh.write(line)
+            if severity == "ERROR":
+                self.errors_logged += 1
 
     def check_cancelled(self) -> None:
         if self.cancel_requested:
             raise Cancelled("operation was cancelled")
 
 
+LogEntries = list[dict[str, Any]]  # an alias: inside OperationEngine, `list` names its method
 Job = Callable[[OperationContext], dict[str, Any] | None]
 
 
@@ -115,6 +132,7 @@ class OperationEngine:
         job: Job,
         version: str,
         response_type: str,
+        store: str | None = None,
     ) -> dict[str, Any]:
         """Create an operation, run `job` in the background and return the initial Operation."""
         name = f"{dataset}/operations/{self._new_id()}"
@@ -127,7 +145,7 @@ class OperationEngine:
                 "logsUrl": self.logs_url(name),
             },
         }
-        context = OperationContext(name, str(self._storage.operation_log_path(name.rsplit("/", 1)[1])))
+        context = OperationContext(name, str(self._storage.operation_log_path(name.rsplit("/", 1)[1])), store)
         initial = self._render(op, context)  # before the job starts: the first answer never says done
         self._storage.save_operation(name, str(dataset), initial)
         with self._lock:
@@ -161,6 +179,10 @@ class OperationEngine:
         except Exception as exc:  # a bug in the emulator must still end the operation
             logger.exception("operation %s crashed", op["name"])
             outcome = {"error": Internal(f"internal emulator error: {type(exc).__name__}: {exc}").rpc_status()}
+        if "error" in outcome and not context.errors_logged and not context.cancel_requested:
+            # A failure of the whole operation (a refused WRITE_EMPTY export, no object matching) is logged
+            # too: whoever reads the log for the reason finds it there, as for a failed file.
+            context.log("ERROR", outcome["error"]["message"], code=outcome["error"]["code"])
         with self._save_lock:
             with self._lock:
                 op["metadata"]["endTime"] = now_rfc3339()
@@ -227,6 +249,28 @@ class OperationEngine:
             return []
         with open(path, encoding="utf-8") as fh:
             return [json.loads(line) for line in fh if line.strip()]
+
+    def log_entries(self, operation_ids: Iterable[str] | None = None) -> LogEntries:
+        """The logs of these operations (None: every operation) as Cloud Logging entries, oldest first."""
+        if operation_ids is None:
+            paths = sorted(self._storage.log_dir.glob("*.jsonl"))
+        else:
+            paths = [self._storage.operation_log_path(i) for i in sorted(operation_ids) if i.isdigit()]
+        entries: LogEntries = []
+        for path in paths:
+            if not path.exists():
+                continue
+            with open(path, encoding="utf-8") as fh:
+                lines = [entry for entry in map(_parsed, fh) if entry is not None]
+            if not lines:
+                continue
+            try:
+                method = self.get(str(lines[0].get("operation")))["metadata"].get("apiMethodName", "")
+            except NotFound:  # its dataset was deleted: its log is still Cloud Logging's
+                method = ""
+            entries.extend(log_entry(line, method, number) for number, line in enumerate(lines))
+        entries.sort(key=lambda entry: entry["timestamp"])
+        return entries
 
     def shutdown(self) -> None:
         with self._lock:

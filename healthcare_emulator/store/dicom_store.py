@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS instances (
     metadata_size INTEGER NOT NULL,
     create_time TEXT NOT NULL,
     update_time TEXT NOT NULL,
+    number_texts TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (store_id, study_uid, series_uid, sop_uid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS instances_by_sop ON instances (store_id, sop_uid);
@@ -90,9 +91,11 @@ class InstanceRecord:
     metadata_size: int
     create_time: str
     update_time: str
+    number_texts: str = ""  # ParsedInstance.number_texts_json(): exact DS/IS texts, "" when none differ
 
 
 _INSTANCE_COLUMNS = ", ".join(InstanceRecord.__dataclass_fields__)
+_INSTANCE_PLACEHOLDERS = ", ".join("?" * len(InstanceRecord.__dataclass_fields__))
 
 
 class Storage:
@@ -120,6 +123,9 @@ class Storage:
         self._done_operations: OrderedDict[str, str] = OrderedDict()
         with self._write_lock:
             self._db().executescript(_SCHEMA)
+            columns = {row[1] for row in self._db().execute("PRAGMA table_info(instances)")}
+            if "number_texts" not in columns:  # a data directory from before the column existed
+                self._db().execute("ALTER TABLE instances ADD COLUMN number_texts TEXT NOT NULL DEFAULT ''")
         self._sweep()
 
     # --- connections -------------------------------------------------------------------------
@@ -305,9 +311,10 @@ class Storage:
                 os.replace(item.staging_path, target)
                 metadata = p.metadata_json()
                 db.execute(
-                    f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                    f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES ({_INSTANCE_PLACEHOLDERS})",  # noqa: S608
                     (store_id, p.study_uid, p.series_uid, p.sop_uid, p.sop_class_uid, p.transfer_syntax_uid,
-                     p.sha256, p.size, item.storage_class, metadata, len(metadata.encode()), now, now),
+                     p.sha256, p.size, item.storage_class, metadata, len(metadata.encode()), now, now,
+                     p.number_texts_json()),
                 )
                 outcomes.append(STORED)
         return outcomes

@@ -11,6 +11,7 @@ import pytest
 
 from cli import main
 from dicom_samples import synthetic_studies
+from local_bigquery.warehouse import create_dataset
 from tests.cli.conftest import storage_class, upload_studies
 from tests.helpers import metrics
 
@@ -110,6 +111,7 @@ def test_export_bq_with_a_filter_and_write_dispositions(cli_env, emulator, healt
     store, bucket = new_store(), new_bucket()
     _, target = _import_two_studies_with_a_filter_on_the_first(store, bucket)
     table = f"bq://{store.project}.cli_{store.store.replace('-', '_')}.t"
+    create_dataset(emulator.data_dir, store.project, f"cli_{store.store.replace('-', '_')}")
     capsys.readouterr()
 
     assert main(["export", "bq", store.name, table, "--filter-config-gcs-uri", f"gs://{bucket.name}/filter.txt",
@@ -147,6 +149,7 @@ def test_a_filter_built_from_modality_ct_exports_exactly_the_ct_instances(cli_en
         bucket.blob(f"in/{index}.dcm").upload_from_string(instance.data)
     assert main(["import", store.name, f"gs://{bucket.name}/in/*.dcm"]) == 0
     table = f"{store.project}.cli_{store.store.replace('-', '_')}.instances"
+    create_dataset(emulator.data_dir, *table.split(".")[:2])
     assert main(["export", "bq", store.name, f"bq://{table}"]) == 0
     capsys.readouterr()
 
@@ -184,6 +187,7 @@ def test_the_seeds_filter_query_builds_a_filter_from_one_column_of_paths(cli_env
         bucket.blob(f"in/{index}.dcm").upload_from_string(instance.data)
     assert main(["import", store.name, f"gs://{bucket.name}/in/*.dcm"]) == 0
     dataset = f"cli_{store.store.replace('-', '_')}"
+    create_dataset(emulator.data_dir, store.project, dataset)
     assert main(["export", "bq", store.name, f"bq://{store.project}.{dataset}.instances"]) == 0
     sql = ("SELECT CONCAT ('/studies/', StudyInstanceUID, '/series/', SeriesInstanceUID, '/instances/',"
            f" SOPInstanceUID) FROM [{store.project}:{dataset}.instances]")
@@ -279,7 +283,8 @@ def test_help_has_examples_everywhere(capsys) -> None:
     from cli.main import build_parser
 
     paths = list(_command_paths(build_parser()))
-    assert ["storage-class"] in paths and ["local-stack"] in paths and ["query"] in paths and len(paths) == 16
+    assert ["storage-class"] in paths and ["local-stack"] in paths and ["query"] in paths and ["console"] in paths
+    assert ["dead-letters", "requeue"] in paths and len(paths) == 21
     for path in paths:
         assert main([*path, "--help"]) == 0
         assert "examples:" in capsys.readouterr().out, path

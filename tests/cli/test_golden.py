@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from cli import main
+from local_bigquery.warehouse import create_dataset
 from tests.cli.conftest import upload_studies
 
 pytestmark = pytest.mark.integration
@@ -77,9 +78,10 @@ def test_import_failure_summary(cli_env, new_store, new_bucket, capsys) -> None:
     assert_golden("import-failure", capsys.readouterr().out, names)
 
 
-def test_export_bq_summary(imported, capsys) -> None:
+def test_export_bq_summary(imported, emulator, capsys) -> None:
     store, bucket, names, _ = imported
     table = f"bq://{store.project}.golden_{store.store.replace('-', '_')}.t"
+    create_dataset(emulator.data_dir, store.project, f"golden_{store.store.replace('-', '_')}")
     assert main(["export", "bq", store.name, table, "--filter-config-gcs-uri", f"gs://{bucket.name}/first.txt",
                  "--format", "json"]) == 0
     assert_golden("export-bq", capsys.readouterr().out, names)
@@ -110,6 +112,7 @@ def test_operations_list(imported, capsys) -> None:
 def test_query(imported, emulator, capsys) -> None:
     store, _, names, _ = imported
     table = f"{store.project}.golden_{store.store.replace('-', '_')}.instances"
+    create_dataset(emulator.data_dir, store.project, f"golden_{store.store.replace('-', '_')}")
     assert main(["export", "bq", store.name, f"bq://{table}"]) == 0
     capsys.readouterr()
     sql = (f"SELECT StudyInstanceUID, Modality, COUNT(*) AS instances, MIN(PatientID) AS patient,"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli import main
+from local_bigquery.warehouse import create_dataset
 from tests.cli.conftest import storage_class, upload_studies
 
 pytestmark = pytest.mark.integration
@@ -55,6 +56,7 @@ def test_the_operator_workflow_against_the_local_stack_then_down_leaves_no_proce
                              client_options={"api_endpoint": state["env"]["STORAGE_EMULATOR_HOST"]})
         instances = upload_studies(gcs.create_bucket("cli-source"), studies=2, series=1, instances=2)
         assert main(["import", store, "gs://cli-source/in/*.dcm"]) == 0
+        create_dataset(warehouse, "local-project", "cli")
         assert main(["export", "bq", store, "bq://local-project.cli.instances"]) == 0
         sql = "SELECT StudyInstanceUID FROM `local-project.cli.instances` WHERE Modality = 'CT'"
         assert main(["filter", "build", "--data-dir", warehouse, "--sql", sql,

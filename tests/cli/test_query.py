@@ -8,17 +8,19 @@ import uuid
 import pytest
 
 from cli import main
+from local_bigquery.warehouse import create_dataset
 from tests.cli.conftest import upload_studies
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def exported_table(cli_env, new_store, new_bucket, capsys):
+def exported_table(cli_env, emulator, new_store, new_bucket, capsys):
     """2 CT and 2 MR instances imported and exported to a table of the local warehouse; returns its name."""
     store, bucket = new_store(), new_bucket()
     upload_studies(bucket, studies=2, series=1, instances=2)
     table = f"{store.project}.cli_{store.store.replace('-', '_')}.instances"
+    create_dataset(emulator.data_dir, *table.split(".")[:2])
     assert main(["import", store.name, f"gs://{bucket.name}/in/*.dcm"]) == 0
     assert main(["export", "bq", store.name, f"bq://{table}"]) == 0
     capsys.readouterr()
@@ -62,6 +64,7 @@ def test_a_dataset_named_like_its_project_is_exported_and_queried(cli_env, emula
     store, bucket = new_store(), new_bucket()
     upload_studies(bucket, studies=2, series=1, instances=2)
     name = f"same{uuid.uuid4().hex[:10]}"
+    create_dataset(emulator.data_dir, name, name)
     assert main(["import", store.name, f"gs://{bucket.name}/in/*.dcm"]) == 0
     assert main(["export", "bq", store.name, f"bq://{name}.{name}.instances"]) == 0
     assert main(["export", "bq", store.name, f"bq://{name}.{name}.instances", "--write-disposition",

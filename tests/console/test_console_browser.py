@@ -139,8 +139,11 @@ def test_an_instance_shows_its_metadata_tree_and_frames(imported, browser, scree
     screenshot("04-instance-ct")
 
 
-def test_export_to_bigquery_with_write_truncate_then_query(imported, browser, screenshot) -> None:
+def test_export_to_bigquery_with_write_truncate_then_query(imported, browser, screenshot, emulator) -> None:
+    from local_bigquery.warehouse import create_dataset
+
     _, _, base = imported
+    create_dataset(emulator.data_dir, PROJECT, "console_export")  # as `bq mk` does: exports need the dataset
     table = f"bq://{PROJECT}.console_export.instances_{uuid.uuid4().hex[:6]}"
     for _ in range(2):  # the second export truncates: the rows are the store's, once
         browser.get(f"{base}/export")

@@ -39,6 +39,9 @@ def test_settings_defaults_and_overrides() -> None:
     ({**BASE, "HEALTHCARE_API_ENDPOINT": "localhost:1"}, "HEALTHCARE_API_ENDPOINT"),
     ({**BASE, "EXPORT_BATCH_WINDOW_SECONDS": "-1"}, "EXPORT_BATCH_WINDOW_SECONDS"),
     ({**BASE, "EXPORT_BATCH_MAX_INSTANCES": "lots"}, "EXPORT_BATCH_MAX_INSTANCES"),
+    ({**BASE, "LOGGING_API_ENDPOINT": "127.0.0.1:8080"}, "LOGGING_API_ENDPOINT"),
+    ({**BASE, "HEALTHCARE_LOG_VIEW": "projects/p/views/v"}, "HEALTHCARE_LOG_VIEW"),
+    ({**BASE, "OPERATION_LOG_WAIT_SECONDS": "-3"}, "OPERATION_LOG_WAIT_SECONDS"),
 ])
 def test_bad_settings_name_the_variable(env, named) -> None:
     with pytest.raises(ConfigError, match=named):

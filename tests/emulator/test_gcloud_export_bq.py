@@ -40,7 +40,7 @@ def export_bq_async(gcloud, healthcare, store, table, *flags: str) -> dict:
 
 def test_gcloud_export_bq_creates_the_table_then_refuses_to_overwrite_it(emulator, gcloud, source):
     store, instances = source
-    table = new_table()
+    table = new_table(emulator)
 
     created = export_bq(gcloud, store, table)
     again = export_bq(gcloud, store, table)
@@ -56,7 +56,7 @@ def test_gcloud_export_bq_creates_the_table_then_refuses_to_overwrite_it(emulato
 def test_gcloud_overwrite_table_and_write_disposition_flags(emulator, gcloud, healthcare, source):
     store, instances = source
     n = len(instances)
-    table = new_table()
+    table = new_table(emulator)
     make_table(emulator, table, old_rows=2)  # an existing table with rows of its own ("Marker" column)
 
     refused = export_bq_async(gcloud, healthcare, store, table, "--write-disposition=write-empty")
@@ -81,7 +81,7 @@ def test_gcloud_overwrite_table_and_write_disposition_flags(emulator, gcloud, he
 
 def test_gcloud_beta_filter_config_exports_only_the_listed_instances(emulator, gcloud, source, new_bucket):
     store, instances = source
-    table = new_table()
+    table = new_table(emulator)
     bucket = new_bucket()
     chosen = instances[1]
     bucket.blob("filter.txt").upload_from_string(

@@ -7,6 +7,7 @@ import requests
 
 from dicom_samples import synthetic_instance
 from local_bigquery.query import run_query
+from local_bigquery.warehouse import create_dataset
 from tests.conftest import PROJECT
 from tests.helpers import run_import, wait
 
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.integration
 
 def test_stow_import_and_storage_class_changes_stream_rows(emulator, healthcare, new_store, new_bucket):
     table = f"{PROJECT}.streams.t_{new_bucket().name.replace('-', '_')}"
+    create_dataset(emulator.data_dir, PROJECT, "streams")
     store = new_store(streamConfigs=[{"bigqueryDestination": {"tableUri": f"bq://{table}",
                                                               "includeSourceStore": True}}])
     stowed, imported = synthetic_instance(seed=1), synthetic_instance(seed=2, modality="MR")

@@ -12,6 +12,7 @@ import pytest
 
 from dicom_samples import synthetic_instance, synthetic_studies
 from local_bigquery.query import QueryError, run_query, translate
+from local_bigquery.warehouse import create_dataset
 from tests.conftest import LOCATION, PROJECT, StoreRef
 from tests.emulator.bigquery_export.helpers import export, stow
 
@@ -51,6 +52,7 @@ def exported(emulator, healthcare):
                   for series in (1, 2) for n in (1, 2, 3)]
     stow(emulator, store, [i.data for i in instances])
     table = (PROJECT, f"bq_{uuid.uuid4().hex[:10]}", "dicom_metadata")
+    create_dataset(emulator.data_dir, *table[:2])
     assert "error" not in export(healthcare, store, {"tableUri": "bq://{}.{}.{}".format(*table)})
     return table, instances
 

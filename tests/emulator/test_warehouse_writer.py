@@ -11,10 +11,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from local_bigquery.schema import INTEGER, STRING, Field, SchemaConflict
-from local_bigquery.warehouse import TableRef, connect_read_only, write_rows
+from local_bigquery.warehouse import TableRef, connect_read_only, create_dataset, write_rows
 
 REF = TableRef("p", "ds", "t")
 FIELDS = [Field("SOPInstanceUID", STRING), Field("Rows", INTEGER)]
+
+
+@pytest.fixture(autouse=True)
+def dataset(tmp_path):
+    """REF's dataset: writes create tables, never datasets."""
+    create_dataset(tmp_path, REF.project, REF.dataset)
 
 
 def row(n: int) -> str:

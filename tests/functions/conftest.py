@@ -13,6 +13,7 @@ import pytest
 from cloudevents.http import CloudEvent
 
 from local_bigquery.query import run_query
+from local_bigquery.warehouse import create_dataset
 
 STORAGE_TYPE = "google.cloud.storage.object.v1.finalized"
 PUBSUB_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
@@ -75,11 +76,14 @@ def pubsub_event(data: bytes | str, attributes: dict[str, str] | None = None,
 def pipeline(emulator, fake_gcs, new_store, new_bucket, monkeypatch) -> Pipeline:
     store = new_store()
     source, staging = new_bucket(), new_bucket()
-    table = f"bq://test-project.functions_{uuid.uuid4().hex[:8]}.instances"
+    dataset = f"functions_{uuid.uuid4().hex[:8]}"
+    create_dataset(emulator.data_dir, "test-project", dataset)  # as Terraform does: exports never create it
+    table = f"bq://test-project.{dataset}.instances"
     monkeypatch.setenv("DICOM_STORE", store.name)
     monkeypatch.setenv("STAGING_BUCKET", staging.name)
     monkeypatch.setenv("BIGQUERY_TABLE", table)
     monkeypatch.setenv("HEALTHCARE_API_ENDPOINT", emulator.url)
+    monkeypatch.setenv("LOGGING_API_ENDPOINT", emulator.url)  # the emulator serves Cloud Logging too
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs.url)
     monkeypatch.setenv("OPERATION_WAIT_SECONDS", "60")
     return Pipeline(store, source, staging, table, emulator.data_dir)

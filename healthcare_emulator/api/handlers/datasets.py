@@ -23,8 +23,7 @@ def create(app: Emulator, request: Request, **params: str) -> Response:
     if not dataset_id:
         raise InvalidArgument("datasetId is required")
     check_resource_id(dataset_id, "dataset ID")
-    body = request.json()
-    check_fields(body, DATASET)
+    body = check_fields(request.json(), DATASET)
     name = DatasetName(parent.project, parent.location, dataset_id)
     dataset = without_empty({"name": str(name), "timeZone": body.get("timeZone"),
                              "encryptionSpec": body.get("encryptionSpec")})
@@ -48,8 +47,7 @@ def list_(app: Emulator, request: Request, **params: str) -> Response:
 def patch(app: Emulator, request: Request, **params: str) -> Response:
     name = dataset_name(params)
     dataset = existing_dataset(app, name)
-    body = request.json()
-    check_fields(body, DATASET)
+    body = check_fields(request.json(), DATASET)
     for path in (request.param("updateMask") or "").split(","):
         if path.strip() == "timeZone":
             dataset["timeZone"] = body.get("timeZone", "")

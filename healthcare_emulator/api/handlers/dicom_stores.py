@@ -38,8 +38,8 @@ _BLOB_RESPONSE = "type.googleapis.com/google.cloud.healthcare.{version}.dicom.Se
 _IMPORT_RESPONSE = "type.googleapis.com/google.cloud.healthcare.{version}.dicom.ImportDicomDataResponse"
 
 
-def _validate_store_fields(body: dict[str, Any]) -> None:
-    check_fields(body, DICOM_STORE)
+def _validated_store_fields(body: dict[str, Any]) -> dict[str, Any]:
+    body = check_fields(body, DICOM_STORE)
     labels = body.get("labels") or {}
     if len(labels) > 64:
         raise InvalidArgument(f"a DICOM store can have at most 64 labels, got {len(labels)}")
@@ -61,6 +61,7 @@ def _validate_store_fields(body: dict[str, Any]) -> None:
         uri = stream.get("bigqueryDestination", {}).get("tableUri", "")
         if not _TABLE_URI.fullmatch(uri):
             raise InvalidArgument(f"invalid streamConfigs tableUri {uri!r}: expected bq://PROJECT.DATASET.TABLE")
+    return body
 
 
 def _storage_class(body: dict[str, Any]) -> str:
@@ -88,8 +89,7 @@ def create(app: Emulator, request: Request, **params: str) -> Response:
     if not store_id:
         raise InvalidArgument("dicomStoreId is required")
     check_resource_id(store_id, "DICOM store ID")
-    body = request.json()
-    _validate_store_fields(body)
+    body = _validated_store_fields(request.json())
     name = DicomStoreName(dataset.project, dataset.location, dataset.dataset, store_id)
     store = _render({**{k: body[k] for k in _MUTABLE_FIELDS if k in body}, "name": str(name)})
     app.storage.create_store(str(name), str(dataset), store)
@@ -119,8 +119,7 @@ def patch(app: Emulator, request: Request, **params: str) -> Response:
     """dicomStores.patch: apply the fields named by updateMask (comma-separated camelCase paths)."""
     name = store_name(params)
     _, store = existing_store(app, name)
-    body = request.json()
-    _validate_store_fields(body)
+    body = _validated_store_fields(request.json())
     mask = [p.strip() for p in (request.param("updateMask") or "").split(",") if p.strip()]
     if not mask:
         raise InvalidArgument("updateMask is required: name the fields to change, e.g. updateMask=labels")
@@ -159,8 +158,7 @@ def import_(app: Emulator, request: Request, **params: str) -> Response:
     """dicomStores.import: returns an Operation at once; objects are read and stored in the background."""
     name = store_name(params)
     store_id, _ = existing_store(app, name)
-    body = request.json()
-    check_fields(body, IMPORT_REQUEST)
+    body = check_fields(request.json(), IMPORT_REQUEST)
     uri = body.get("gcsSource", {}).get("uri")
     if not uri:
         raise InvalidArgument("gcsSource.uri is required")
@@ -168,7 +166,7 @@ def import_(app: Emulator, request: Request, **params: str) -> Response:
     storage_class = _storage_class(body)
     job = app.ingest.import_job(str(name), store_id, pattern, storage_class)
     op = app.engine.start(name.dataset_name, _IMPORT_METHOD.format(version=request.version), job,
-                          request.version, _IMPORT_RESPONSE.format(version=request.version))
+                          request.version, _IMPORT_RESPONSE.format(version=request.version), store=str(name))
     return json_response(op)
 
 
@@ -176,8 +174,7 @@ def export(app: Emulator, request: Request, **params: str) -> Response:
     """dicomStores.export to BigQuery or Cloud Storage: validated here, run as an Operation."""
     name = store_name(params)
     store_id, _ = existing_store(app, name)
-    body = request.json()
-    check_fields(body, EXPORT_REQUEST)
+    body = check_fields(request.json(), EXPORT_REQUEST)
     gcs_destination, bigquery_destination = body.get("gcsDestination"), body.get("bigqueryDestination")
     if (gcs_destination is None) == (bigquery_destination is None):
         raise InvalidArgument("exactly one of gcsDestination or bigqueryDestination is required")
@@ -193,7 +190,7 @@ def export(app: Emulator, request: Request, **params: str) -> Response:
         job = gcs_export.export_job(app.storage, app.gcs, name, store_id, gcs_destination, filter_uri)
         method, response_type = _EXPORT_METHOD, _EXPORT_RESPONSE
     op = app.engine.start(name.dataset_name, method.format(version=request.version), job, request.version,
-                          response_type.format(version=request.version))
+                          response_type.format(version=request.version), store=str(name))
     return json_response(op)
 
 
@@ -206,8 +203,7 @@ def set_blob_storage_settings(app: Emulator, request: Request, **params: str) ->
         check_uid(study_uid, "StudyInstanceUID")
         if not app.storage.find_instances(store_id, study_uid=study_uid):
             raise NotFound(f"{name}/dicomWeb/studies/{study_uid} not found")
-    body = request.json()
-    check_fields(body, SET_BLOB_STORAGE_SETTINGS_REQUEST)
+    body = check_fields(request.json(), SET_BLOB_STORAGE_SETTINGS_REQUEST)
     storage_class = _storage_class(body)
     filter_uri = body.get("filterConfig", {}).get("resourcePathsGcsUri") or None
     if filter_uri:

@@ -14,6 +14,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
+from local_bigquery.warehouse import create_dataset
 from tests.conftest import PROJECT, StoreRef
 from tests.helpers import wait
 
@@ -39,9 +40,11 @@ def export(healthcare, store: StoreRef, destination: dict, filter_uri: str | Non
     return wait(healthcare, operation)
 
 
-def new_table(project: str = PROJECT) -> tuple[str, str, str]:
-    """A fresh (project, dataset, table) triple."""
-    return project, f"bq_{uuid.uuid4().hex[:10]}", "instances"
+def new_table(emulator, project: str = PROJECT) -> tuple[str, str, str]:
+    """A fresh (project, dataset, table) triple; its dataset is created (exports never create datasets)."""
+    dataset = f"bq_{uuid.uuid4().hex[:10]}"
+    create_dataset(emulator.data_dir, project, dataset)
+    return project, dataset, "instances"
 
 
 def uri(table: tuple[str, str, str]) -> str:

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 def test_include_source_store_adds_the_store_name_column(emulator, healthcare, populated):
     store, instances = populated
-    with_source, without = new_table(), new_table()
+    with_source, without = new_table(emulator), new_table(emulator)
     export(healthcare, store, {"tableUri": uri(with_source), "includeSourceStore": True})
     export(healthcare, store, {"tableUri": uri(without), "includeSourceStore": False})
 
@@ -45,7 +45,7 @@ def test_value_mapping_pn_sq_private_dates_and_dropped_tags(emulator, healthcare
     store = new_store()
     _, data = rich_instance()
     stow(emulator, store, [data])
-    table = new_table()
+    table = new_table(emulator)
 
     operation = export(healthcare, store, {"tableUri": uri(table)})
 
@@ -72,8 +72,8 @@ def test_value_mapping_pn_sq_private_dates_and_dropped_tags(emulator, healthcare
     assert row["StudyTime"] == dtime(10, 15, 30, 250000) and row["ContentTime"] == dtime(9, 15)
     assert row["AcquisitionDateTime"] == datetime(2024, 1, 2, 9, 15, 30, 123456)  # +0100 → UTC
     assert row["PatientBirthDate"] is None
-    # numbers: DS/IS stay strings (regenerated from the stored JSON numbers), FD float, US/AT integers
-    assert (row["SliceThickness"], row["InstanceNumber"]) == ("1.25", "7")
+    # numbers: DS/IS stay strings, exactly as the file wrote them; FD float, US/AT integers
+    assert (row["SliceThickness"], row["InstanceNumber"]) == ("1.250", "7")
     assert row["ImagePositionPatient"] == ["0", "-12.5", "3"]
     assert (types["SliceThickness"], types["ImagePositionPatient"]) == ("VARCHAR", "VARCHAR[]")
     assert row["FrameIncrementPointer"] == [0x00181063] and types["FrameIncrementPointer"] == "BIGINT[]"
@@ -107,7 +107,7 @@ def test_schema_json_puts_every_tag_in_one_json_column(emulator, healthcare, new
     store = new_store()
     _, data = rich_instance()
     stow(emulator, store, [data])
-    table = new_table()
+    table = new_table(emulator)
 
     operation = export(healthcare, store, {"tableUri": uri(table), "schemaJson": {}, "includeSourceStore": True})
 
@@ -134,7 +134,7 @@ def test_change_data_capture_keeps_only_the_latest_row_per_instance(emulator, po
     beta = discovery.build("healthcare", "v1beta1", credentials=AnonymousCredentials(),
                            client_options={"api_endpoint": emulator.url}, cache_discovery=False)
     store, instances = populated
-    table = new_table()
+    table = new_table(emulator)
     destination = {"tableUri": uri(table), "schemaJson": {}, "changeDataCaptureConfig": {},
                    "writeDisposition": "WRITE_APPEND"}
     for _ in range(2):
@@ -163,7 +163,7 @@ def test_write_append_adds_columns_and_grows_nested_records_without_losing_rows(
     item.PurposeOfReferenceCodeSequence = Sequence([code])
     new.ReferencedImageSequence = Sequence([item])
     stow(emulator, second, [part10(new)])
-    table = new_table()
+    table = new_table(emulator)
 
     assert "error" not in export(healthcare, first, {"tableUri": uri(table), "writeDisposition": "WRITE_APPEND"})
     before = column_types(emulator, table)
@@ -187,10 +187,10 @@ def test_write_append_adds_columns_and_grows_nested_records_without_losing_rows(
 
 def test_append_to_a_column_of_another_type_fails_and_leaves_the_table_alone(emulator, healthcare, populated):
     store, _ = populated
-    table = new_table()
+    table = new_table(emulator)
     path = emulator.data_dir / "warehouse" / f"{table[0]}.duckdb"
     con = duckdb.connect(str(path))
-    con.execute(f'CREATE SCHEMA "{table[1]}"')
+    con.execute(f'CREATE SCHEMA IF NOT EXISTS "{table[1]}"')
     con.execute(f"CREATE TABLE {qualified(table)} (SOPInstanceUID VARCHAR, PatientName VARCHAR)")
     con.execute(f"INSERT INTO {qualified(table)} VALUES ('1.2', 'Doe^Jane')")
     con.close()

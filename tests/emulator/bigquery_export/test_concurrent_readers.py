@@ -44,7 +44,7 @@ print(len(counts), counts[-1])
 
 def test_other_processes_query_while_the_emulator_exports(emulator, healthcare, populated):
     store, instances = populated
-    table = new_table()
+    table = new_table(emulator)
     export(healthcare, store, {"tableUri": uri(table)})
     expected = len(instances) * 6
     reader = subprocess.Popen([sys.executable, "-c", _READER, str(REPO), str(emulator.data_dir), uri(table)[5:],
@@ -64,7 +64,7 @@ def test_other_processes_query_while_the_emulator_exports(emulator, healthcare, 
 
 def test_export_waits_while_another_process_holds_the_database_read_only(emulator, healthcare, populated):
     store, instances = populated
-    table = new_table()
+    table = new_table(emulator)
     export(healthcare, store, {"tableUri": uri(table)})
     holder = subprocess.Popen(
         [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True);"

@@ -24,7 +24,7 @@ def test_filter_file_with_study_series_and_instance_lines_crlf_and_blank_lines(
              f"/studies/{b}/series/{b_series[1]}/instances/{lone.sop_uid}", "", ""]
     bucket = new_bucket()
     bucket.blob("filters/some.txt").upload_from_string("\r\n".join(lines))
-    table = new_table()
+    table = new_table(emulator)
 
     operation = export(healthcare, store, {"tableUri": uri(table)}, f"gs://{bucket.name}/filters/some.txt")
 
@@ -38,7 +38,7 @@ def test_malformed_filter_line_fails_the_operation_naming_the_line(emulator, hea
     store, instances = populated
     bucket = new_bucket()
     bucket.blob("bad.txt").upload_from_string(f"/studies/{instances[0].study_uid}\n\n/studies/1.2/series\n")
-    table = new_table()
+    table = new_table(emulator)
 
     operation = export(healthcare, store, {"tableUri": uri(table)}, f"gs://{bucket.name}/bad.txt")
 
@@ -54,7 +54,7 @@ def test_filter_file_built_with_the_seed_query_round_trips(emulator, healthcare,
     from local_bigquery.query import run_query
 
     store, _ = populated
-    everything, subset = new_table(), new_table()
+    everything, subset = new_table(emulator), new_table(emulator)
     export(healthcare, store, {"tableUri": uri(everything)})
     seed_sql = ("SELECT CONCAT ('/studies/', StudyInstanceUID, '/series/', SeriesInstanceUID, '/instances/',"
                 " SOPInstanceUID) FROM [PROJECT_ID:BIGQUERY_DATASET.BIGQUERY_TABLE]")

@@ -13,6 +13,7 @@ import duckdb
 import pytest
 from googleapiclient.errors import HttpError
 
+from local_bigquery.warehouse import create_dataset
 from tests.conftest import PROJECT
 
 from .helpers import export, rows, stow, uri
@@ -46,16 +47,19 @@ def test_invalid_destination_is_a_400_before_any_operation(healthcare, populated
 def test_export_to_another_project_and_a_table_uri_of_exactly_2000_characters(emulator, healthcare, populated):
     store, instances = populated
     other = ("other-project", f"bq_{uuid.uuid4().hex[:10]}", "t")
+    create_dataset(emulator.data_dir, *other[:2])
     assert export(healthcare, store, {"tableUri": uri(other)}).get("error") is None
     assert len(rows(emulator, other)) == len(instances)
     from local_bigquery.query import run_query
 
     scoped = "bq://example.com:scoped-project.ds.t"  # a domain-scoped project ID
+    create_dataset(emulator.data_dir, "example.com:scoped-project", "ds")
     assert export(healthcare, store, {"tableUri": scoped}).get("error") is None
     assert run_query(emulator.data_dir, "SELECT COUNT(*) FROM `example.com:scoped-project.ds.t`")[1] == [
         (len(instances),)]
     dataset = f"bq_{uuid.uuid4().hex[:10]}".ljust(1000 - len(f"bq://{PROJECT}.."), "d")
     long_table = (PROJECT, dataset, "t" * 1000)  # BigQuery's table names stop at 1,024 characters
+    create_dataset(emulator.data_dir, PROJECT, dataset)
     assert len(uri(long_table)) == 2000
     assert export(healthcare, store, {"tableUri": uri(long_table)}).get("error") is None
     assert len(rows(emulator, long_table)) == len(instances)
@@ -71,6 +75,7 @@ def test_every_write_to_a_dataset_named_like_its_project(emulator, healthcare, p
 
     store, instances = populated
     name = f"same{uuid.uuid4().hex[:10]}"
+    create_dataset(emulator.data_dir, name, name)
     n = len(instances)
 
     def count(table: str) -> int:

@@ -32,7 +32,7 @@ def test_append_instances_creates_extends_and_skips_rows_over_one_megabyte(emula
     app = emulator.emulator
     store_id, _ = app.storage.get_store(store.name)
     records = {r.sop_uid: r for r in app.storage.find_instances(store_id)}
-    table = new_table()
+    table = new_table(emulator)
 
     append_instances(app.data_dir, uri(table), store.name, [records[plain[0].sop_uid]], True)
     first = column_types(emulator, table)

@@ -251,7 +251,7 @@ def test_vendor_corpus_rows_match_an_independent_reading_of_each_file(emulator, 
     for path, ds in readable.items():
         uids = (str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
         layer_of[path] = layers[uids] = layers.get(uids, -1) + 1
-    bucket, table = new_bucket(), new_table()
+    bucket, table = new_bucket(), new_table(emulator)
     stores = []
     for layer in range(max(layer_of.values()) + 1):
         store = new_store()

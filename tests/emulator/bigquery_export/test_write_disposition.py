@@ -42,7 +42,7 @@ EXPECTED = {
 @pytest.mark.parametrize("mode", list(MODES))
 def test_force_and_write_disposition_table(emulator, healthcare, populated, state, mode):
     store, instances = populated
-    table = new_table()
+    table = new_table(emulator)
     old = {"missing": None, "empty": 0, "has-rows": 3}[state]
     if old is not None:
         make_table(emulator, table, old)
