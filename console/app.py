@@ -242,7 +242,12 @@ def create_app(settings: Settings, page_size: int = PAGE_SIZE) -> Starlette:
         return Response(image.content, media_type=image.content_type, headers={"Cache-Control": "private, max-age=300"})
 
     def dead_letters(request: Request) -> Response:
-        return page(request, "dead_letters.html", letters=console.dead_letters())
+        return page(request, "dead_letters.html", letters=console.dead_letters(),
+                    requeued=request.query_params.get("requeued", ""))
+
+    async def requeue(request: Request) -> Response:
+        action = await blocking(console.requeue, (await form(request)).get("id", ""))
+        return RedirectResponse("/dead-letters?" + urlencode({"requeued": action}), 303)
 
     def query(request: Request) -> Response:
         examples = console.example_queries()
@@ -307,7 +312,7 @@ def create_app(settings: Settings, page_size: int = PAGE_SIZE) -> Starlette:
         Route("/datasets/{dataset}/operations/{operation}", operation),
         Route("/datasets/{dataset}/operations/{operation}/progress", operation_progress),
         Route("/operations", operations), Route("/objects", objects), Route("/objects/image", object_image),
-        Route("/dead-letters", dead_letters),
+        Route("/dead-letters", dead_letters), Route("/dead-letters/requeue", requeue, methods=["POST"]),
         Route("/query", query), Route("/query.csv", query_csv),
         Route("/pipeline", pipeline), Route("/pipeline/rate", pipeline_rate),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import threading
 import time
 from collections import deque
@@ -17,7 +16,7 @@ from typing import Any
 
 import requests
 
-from dicom_pipeline import healthcare
+from dicom_pipeline import dead_letters, healthcare
 from dicom_pipeline.errors import PipelineError, http_status
 from dicom_pipeline.names import BigQueryTableUri, DicomStoreName, GcsUri
 
@@ -389,26 +388,35 @@ class Console:
             return Rendered(refused=f"not a PNG or JPEG image under {max_bytes} bytes")
         return Rendered(blob.download_as_bytes(), blob.content_type)
 
-    def dead_letters(self, limit: int = 200) -> list[dict[str, Any]]:
-        """The records the functions left under gs://STAGING/dead-letter/, newest first."""
-        bucket = self.settings.staging_bucket
-        if not bucket:
+    def _dead_letter_place(self) -> dead_letters.Where:
+        if not self.settings.staging_bucket:
             raise ConsoleError("no staging bucket: pass --staging-bucket (the functions' STAGING_BUCKET)")
+        pubsub = self.settings.pubsub_emulator_host
+        return dead_letters.Where(
+            staging_bucket=self.settings.staging_bucket, storage_emulator_host=self.settings.storage_emulator_host,
+            healthcare_api_endpoint=self.settings.endpoint, project=self.settings.project,
+            pubsub_endpoint=f"http://{pubsub}" if pubsub and "://" not in pubsub else pubsub,
+            dicom_store=DicomStoreName.from_string(self.settings.store) if self.settings.store else None)
+
+    def dead_letters(self, limit: int = 200) -> list[dead_letters.DeadLetter]:
+        """The records the functions left under gs://STAGING/dead-letter/ (dicom_pipeline.dead_letters), newest
+        first."""
+        where = self._dead_letter_place()
         try:
-            blobs = sorted(self._storage_client().list_blobs(bucket, prefix="dead-letter/"),
-                           key=lambda b: b.updated or 0, reverse=True)[:limit]
-            letters = []
-            for blob in blobs:
-                try:
-                    record = json.loads(blob.download_as_bytes())
-                except ValueError:
-                    record = {"reason": "(not a JSON record)"}
-                kind = blob.name.split("/")[1] if blob.name.count("/") >= 2 else ""
-                letters.append({"name": blob.name, "kind": kind, "updated": blob.updated,
-                                "record": record if isinstance(record, dict) else {"reason": str(record)}})
-            return letters
+            return list(reversed(dead_letters.list_dead_letters(where)))[:limit]
+        except dead_letters.DeadLetterError as exc:
+            raise ConsoleError(str(exc)) from exc
         except Exception as exc:
-            raise ConsoleError(f"list gs://{bucket}/dead-letter/: {_storage_message(exc)}") from exc
+            raise ConsoleError(f"list gs://{where.staging_bucket}/dead-letter/: {_storage_message(exc)}") from exc
+
+    def requeue(self, dead_letter_id: str) -> str:
+        """Re-drive a dead letter's event through the deployed function (the core's requeue); what it did."""
+        try:
+            return dead_letters.requeue(self._dead_letter_place(), dead_letter_id).action
+        except dead_letters.DeadLetterError as exc:
+            raise ConsoleError(str(exc)) from exc
+        except Exception as exc:
+            raise ConsoleError(f"requeue {dead_letter_id}: {_storage_message(exc)}") from exc
 
     # --- Query -------------------------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ class Settings:
     table: str | None = None  # the pipeline's BigQuery table (bq://P.D.T), for the example queries
     store: str | None = None  # the pipeline's DICOM store, the page the console opens on
     storage_emulator_host: str | None = None  # fake-gcs-server of the local stack
+    pubsub_emulator_host: str | None = None  # the local stack's Pub/Sub emulator (requeueing export dead letters)
     components: dict[str, str] = field(default_factory=dict)  # name → URL, for the Pipeline page
 
     @property
@@ -78,4 +79,5 @@ def resolve(endpoint: str | None = None, project: str | None = None, location: s
         staging_bucket=setting(staging_bucket, "STAGING_BUCKET"), table=table,
         store=str(store) if store else None,
         storage_emulator_host=None if cloud else setting(None, "STORAGE_EMULATOR_HOST"),
+        pubsub_emulator_host=None if cloud else setting(None, "PUBSUB_EMULATOR_HOST"),
         components=dict(state.get("endpoints", {})))

@@ -238,7 +238,8 @@ def test_datasets_operations_dead_letters_and_pipeline_pages(console, console_se
                                                              imported, gcs_client, emulator) -> None:
     store, _, _ = imported
     record = {"reason": "dicomStores.import: operation failed (code 3): not a DICOM file", "kind": "import",
-              "object": f"gs://uploads/incoming/{uuid.uuid4().hex[:6]}.dcm", "event_id": "e-1"}
+              "object": f"gs://uploads/incoming/{uuid.uuid4().hex[:6]}.dcm", "event_id": "e-1",
+              "time": "2026-12-06T10:00:00Z"}
     import json
 
     gcs_client.bucket(console_settings.staging_bucket).blob(f"dead-letter/import/{uuid.uuid4().hex}.json") \

@@ -70,5 +70,11 @@ def test_the_console_follows_the_local_stack(tmp_path, capsys, monkeypatch, brow
             screenshot("20-local-stack-pipeline")
             browser.get(f"{console.url}/dead-letters")
             screenshot("21-local-stack-dead-letters")
+            # Requeue: the core rewrites the object onto itself, the import function runs again, and the file,
+            # still broken, comes back as a new dead letter.
+            browser.find_element("css selector", "#letters button.requeue").click()
+            WebDriverWait(browser, 30).until(lambda b: b.find_elements("id", "requeued"))
+            assert "rewrote gs://dicom-landing/console/broken.dcm" in browser.find_element("id", "requeued").text
+            _until(lambda: "console/broken.dcm" in requests.get(f"{console.url}/dead-letters", timeout=30).text)
     finally:
         assert main(["local-stack", "down", "--run-dir", str(run_dir)]) == 0
