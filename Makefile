@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: setup system-deps test lint demo emulator bench bench-local clean checkov provider-schemas chaos
+.PHONY: setup system-deps test lint demo emulator bench bench-local bench-console clean checkov provider-schemas chaos
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ chaos: setup
 	rm -f .chaos-report.jsonl
 	CHAOS_FULL=1 CHAOS_UPLOADS=$(CHAOS_UPLOADS) CHAOS_REPORT=.chaos-report.jsonl $(PY) -m pytest tests/chaos -q -p no:cacheprovider; \
 	status=$$?; $(PY) -m tests.chaos.test_chaos .chaos-report.jsonl; exit $$status
+
+# The web console's server time per page over a 10,000-instance store, and thumbnail latency (about 10 minutes).
+bench-console: setup
+	$(PY) bench/console_pages.py
 
 emulator: setup
 	$(PY) -m healthcare_emulator --host 127.0.0.1 --port 8089 --data-dir .emulator-data

@@ -16,7 +16,7 @@ from pathlib import Path
 from dicom_pipeline.dead_letters import DeadLetterError
 from dicom_pipeline.errors import PipelineError, http_status
 
-from . import dead_letters, filters, operations, query, reconcile, stack, store_ops
+from . import console, dead_letters, filters, operations, query, reconcile, stack, store_ops
 from .common import FAILED, USAGE, UsageError
 from .permissions import is_permission_denied, permission_message
 
@@ -198,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--run-dir", type=Path, default=Path(".local-stack"),
                     help="state, logs and data of the background stack (default .local-stack)")
     ls.set_defaults(func=stack.cmd_local_stack, iam="local-stack")
+    console.add_parser(sub, common)
     return parser
 
 

@@ -23,9 +23,13 @@ def cmd_local_stack(args: argparse.Namespace) -> int:
     # `up` prints the endpoints and the export lines, HEALTHCARE_EMULATOR_DATA_DIR for `query` included.
     command = [sys.executable, "-m", "local_stack", args.action, "--run-dir", str(args.run_dir)]
     if sys.stdout.isatty():  # a terminal: the child draws its progress there itself
-        return subprocess.run(command, check=False).returncode
-    # Otherwise pass its output on through sys.stdout/sys.stderr, so whoever redirected them gets it.
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    sys.stdout.write(result.stdout)
-    sys.stderr.write(result.stderr)
-    return result.returncode
+        status = subprocess.run(command, check=False).returncode
+    else:
+        # Otherwise pass its output on through sys.stdout/sys.stderr, so whoever redirected them gets it.
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        status = result.returncode
+    if args.action == "up" and status == 0:
+        print(f"\nweb console: dicom-pipeline console --run-dir {args.run_dir}   (then open http://127.0.0.1:8088/)")
+    return status

@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("cli", "dicom_pipeline", "dicom_samples", "handlers", "healthcare_emulator", "local_bigquery",
+PACKAGES = ("cli", "console", "dicom_pipeline", "dicom_samples", "handlers", "healthcare_emulator", "local_bigquery",
             "local_stack")
 
 # Package → the project packages (or single modules) it may import, as docs/architecture.md draws them.
@@ -16,6 +16,7 @@ ALLOWED = {
     "handlers": {"dicom_pipeline"},
     "dicom_pipeline": set(),
     "cli": {"dicom_pipeline", "local_bigquery"},
+    "console": {"dicom_pipeline", "cli.query", "cli.common"},
     "local_stack": {"dicom_pipeline", "local_bigquery", "dicom_samples", "healthcare_emulator.lifecycle"},
     "healthcare_emulator": {"local_bigquery"},
     "local_bigquery": set(),

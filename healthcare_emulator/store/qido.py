@@ -8,11 +8,13 @@ order. Counts and ModalitiesInStudy are computed over the whole study or series,
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -357,10 +359,36 @@ def _normalise_date(value: str, vr: str, side: int) -> str | None:
 # --- search ------------------------------------------------------------------------------------------
 
 
-@dataclass
 class _Instance:
-    record: InstanceRecord
-    metadata: dict[str, Any]
+    """One instance of a search: its metadata JSON is parsed only when a filter or a result needs it (parsing
+    is nearly all of a search's cost, and a page of studies needs few instances)."""
+
+    def __init__(self, record: InstanceRecord):
+        self.record = record
+
+    @cached_property
+    def metadata(self) -> dict[str, Any]:
+        return json.loads(self.record.metadata)
+
+
+class _Scope:
+    """The study, series or instance a match stands for, with its computed attributes built on first use."""
+
+    def __init__(self, url_for: UrlFor, study_uid: str, series_map: dict[str, list[_Instance]],
+                 parent: _Scope | None = None, series_uid: str | None = None, sop_uid: str | None = None):
+        self.url_for, self.study_uid, self.series_map = url_for, study_uid, series_map
+        self.parent, self.series_uid, self.sop_uid = parent, series_uid, sop_uid
+
+    @cached_property
+    def computed(self) -> dict[str, Any]:
+        if self.parent is None:
+            return _study_computed(self.study_uid, self.series_map, self.url_for)
+        computed = {**self.parent.computed,
+                    TAG_RETRIEVE_URL: {"vr": "UR", "Value": [self.url_for(self.study_uid, self.series_uid,
+                                                                          self.sop_uid)]}}
+        if self.sop_uid is None and self.series_uid is not None:
+            computed[TAG_SERIES_INSTANCE_COUNT] = {"vr": "IS", "Value": [len(self.series_map[self.series_uid])]}
+        return computed
 
 
 def search(
@@ -381,52 +409,61 @@ def search(
     """
     studies: dict[str, dict[str, list[_Instance]]] = {}
     for record in records:
-        instance = _Instance(record, json.loads(record.metadata))
-        studies.setdefault(record.study_uid, {}).setdefault(record.series_uid, []).append(instance)
+        studies.setdefault(record.study_uid, {}).setdefault(record.series_uid, []).append(_Instance(record))
 
-    matched: list[dict[str, Any]] = []  # the merged view of each matching entity's representative
-    for s_uid, series_map in studies.items():
-        if study_uid is not None and s_uid != study_uid:
-            continue
-        study_computed = _study_computed(s_uid, series_map, url_for)
-        if level == STUDY:
-            views = (_view(i, study_computed) for series in series_map.values() for i in series)
-            first = _first_match(views, query.filters)
-            if first is not None:
-                matched.append(first)
-            continue
-        for se_uid, instances in series_map.items():
-            if series_uid is not None and se_uid != series_uid:
-                continue
-            series_computed = {
-                **study_computed,
-                TAG_SERIES_INSTANCE_COUNT: {"vr": "IS", "Value": [len(instances)]},
-                TAG_RETRIEVE_URL: {"vr": "UR", "Value": [url_for(s_uid, se_uid, None)]},
-            }
-            if level == SERIES:
-                first = _first_match((_view(i, series_computed) for i in instances), query.filters)
-                if first is not None:
-                    matched.append(first)
-                continue
-            for instance in instances:
-                computed = {**series_computed,
-                            TAG_RETRIEVE_URL: {"vr": "UR", "Value": [url_for(s_uid, se_uid, instance.record.sop_uid)]}}
-                view = _view(instance, computed)
-                if all(f.matches(view) for f in query.filters):
-                    matched.append(view)
+    maximum = MAX_LIMIT[level]
+    limit = min(query.limit or maximum, maximum)
+    # Only the "additional results" warning needs every match counted; otherwise the search ends with the page.
+    count_all = query.limit is None or query.limit > maximum
+    matches = _matches(studies, query.filters, level, url_for, study_uid, series_uid)
+    matched = list(matches if count_all else itertools.islice(matches, query.offset + limit))
 
     warnings = []
     if query.fuzzy:
         warnings.append("The fuzzymatching parameter is not supported. Only literal matching has been performed.")
-    maximum = MAX_LIMIT[level]
-    limit = min(query.limit or maximum, maximum)
     selected = matched[query.offset:query.offset + limit]
     remaining = len(matched) - query.offset - len(selected)
-    if remaining > 0 and (query.limit is None or query.limit > maximum):
+    if remaining > 0 and count_all:
         warnings.append(f"There are {remaining} additional results that can be requested")
     levels = {level, *upper_levels}
     tags = _result_tags(query, levels)
-    return SearchResult([_project(view, tags, query.include_all, level, levels) for view in selected], warnings)
+    return SearchResult([_project(_view(instance, scope.computed), tags, query.include_all, level, levels)
+                         for instance, scope in selected], warnings)
+
+
+def _matches(studies: dict[str, dict[str, list[_Instance]]], filters: list[Filter], level: str, url_for: UrlFor,
+             study_uid: str | None, series_uid: str | None) -> Iterator[tuple[_Instance, _Scope]]:
+    """Each matching entity in UID order, as its first instance (whose attributes it shows, whichever instance
+    matched) and its scope."""
+    # A filter on a computed attribute (counts, ModalitiesInStudy, …) sees it merged into each instance's view;
+    # other filters read the instance's own metadata, which is the same there.
+    on_computed = any(f.attribute.top in COMPUTED_VRS for f in filters)
+
+    def match(instance: _Instance, scope: _Scope) -> bool:
+        view = _view(instance, scope.computed) if on_computed else instance.metadata
+        return all(f.matches(view) for f in filters)
+
+    for s_uid, series_map in studies.items():
+        if study_uid is not None and s_uid != study_uid:
+            continue
+        study = _Scope(url_for, s_uid, series_map)
+        if level == STUDY:
+            instances = [i for series in series_map.values() for i in series]
+            if any(match(i, study) for i in instances):
+                yield instances[0], study
+            continue
+        for se_uid, instances in series_map.items():
+            if series_uid is not None and se_uid != series_uid:
+                continue
+            series = _Scope(url_for, s_uid, series_map, study, se_uid)
+            if level == SERIES:
+                if any(match(i, series) for i in instances):
+                    yield instances[0], series
+                continue
+            for instance in instances:
+                scope = _Scope(url_for, s_uid, series_map, series, se_uid, instance.record.sop_uid)
+                if match(instance, scope):
+                    yield instance, scope
 
 
 def _study_computed(study_uid: str, series_map: dict[str, list[_Instance]], url_for: UrlFor) -> dict[str, Any]:
@@ -451,17 +488,6 @@ def _first(metadata: dict[str, Any], tag: str) -> Any:
 
 def _view(instance: _Instance, computed: dict[str, Any]) -> dict[str, Any]:
     return {**instance.metadata, **computed}
-
-
-def _first_match(views: Iterable[dict[str, Any]], filters: list[Filter]) -> dict[str, Any] | None:
-    first_view = None
-    for view in views:
-        if first_view is None:
-            first_view = view
-        if all(f.matches(view) for f in filters):
-            # Attributes come from the entity's first instance, whichever instance matched.
-            return first_view
-    return None
 
 
 def _result_tags(query: Query, levels: set[str]) -> set[str]:

@@ -283,8 +283,8 @@ def test_help_has_examples_everywhere(capsys) -> None:
     from cli.main import build_parser
 
     paths = list(_command_paths(build_parser()))
-    assert all([name] in paths for name in ("storage-class", "local-stack", "query", "reconcile"))
-    assert ["dead-letters", "requeue"] in paths and len(paths) == 21
+    assert all([name] in paths for name in ("storage-class", "local-stack", "query", "reconcile", "console"))
+    assert ["dead-letters", "requeue"] in paths and len(paths) == 22
     for path in paths:
         assert main([*path, "--help"]) == 0
         assert "examples:" in capsys.readouterr().out, path

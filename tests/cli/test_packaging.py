@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("cli", "dicom_pipeline", "dicom_samples", "local_bigquery", "local_stack", "healthcare_emulator")
+PACKAGES = ("cli", "console", "dicom_pipeline", "dicom_samples", "local_bigquery", "local_stack",
+            "healthcare_emulator")
 
 
 @pytest.mark.slow
@@ -33,6 +34,7 @@ def test_the_built_wheel_installs_a_working_console_script(tmp_path) -> None:
         entry_points = next(archive.read(n).decode() for n in archive.namelist() if n.endswith("entry_points.txt"))
     assert tops == set(PACKAGES)  # not tests/, handlers/ or a top-level main.py
     assert "dicom-pipeline = cli.main:main" in entry_points
+    assert {"console/templates/studies.html", "console/static/htmx.min.js"} <= set(archive.namelist())
 
     site = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "-q", "--target", str(site), str(wheel)], check=True,

@@ -707,3 +707,16 @@ def test_wado_frames_of_native_ybr_full_422_keep_the_subsampled_layout(client, w
     frames = client.retrieve_instance_frames(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID,
                                              frame_numbers=[1])
     assert frames == [ds.PixelData[:100 * 100 * 2]]
+
+
+def test_qido_pages_stitch_into_the_whole_listing_with_computed_attributes(client, studies) -> None:
+    """A page is cut from the same ordered matches as the whole listing (the search stops at the page's end),
+    and each result on a page still carries its entity's computed counts."""
+    for search, level_tags in ((client.search_for_studies, ("0020000D", "00201208")),
+                               (client.search_for_series, ("0020000E", "00201209")),
+                               (client.search_for_instances, ("00080018", "00081190"))):
+        whole = [[_value(r, tag) for tag in level_tags] for r in search()]
+        assert len(whole) >= 3 and all(None not in row for row in whole)
+        pages = [[_value(r, tag) for tag in level_tags] for offset in range(0, len(whole), 2)
+                 for r in search(offset=offset, limit=2)]
+        assert pages == whole, search.__name__

@@ -1,0 +1,1 @@
+"""A web console for the DICOM pipeline: the local stack or Google Cloud, through the public APIs only."""
