@@ -101,3 +101,24 @@ def test_bigquery_forbidden_maps_to_the_query_roles(denying_server) -> None:
 def test_other_errors_are_not_permission_errors() -> None:
     assert not is_permission_denied(ValueError("bad"))
     assert "grant your account" in permission_message("no-such-command", RuntimeError("x"))
+
+
+def test_every_command_that_calls_google_apis_has_its_own_hint() -> None:
+    """A command added without a [[cli]] row in terraform/iam_table.toml would answer a 403 with a generic hint."""
+    import argparse
+
+    from cli.main import build_parser
+    from cli.permissions import GENERIC_HINT, role_hint
+
+    def iam_names(parser: argparse.ArgumentParser) -> set[str]:
+        names = {parser.get_default("iam")} - {None}
+        for action in parser._actions:  # argparse keeps its subparsers only here
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    names |= iam_names(child)
+        return names
+
+    local_only = {"console", "local-stack"}  # they serve or start local processes; a 403 comes from what they call
+    commands = iam_names(build_parser()) - local_only
+    assert "reconcile" in commands and "dead-letters-requeue" in commands
+    assert [name for name in sorted(commands) if role_hint(name) == GENERIC_HINT] == []
