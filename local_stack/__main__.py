@@ -1,6 +1,7 @@
 """The local stack's command line: the whole pipeline offline.
 
     python -m local_stack demo [--studies 5]   start, upload samples, wait for instances and rows, query, stop
+    python -m local_stack demo --keep          the same, then keep running for the web console until Ctrl-C
     python -m local_stack up [--run-dir .local-stack]   start in the background; prints endpoints and env vars
     python -m local_stack status                        what is running, and whether it answers
     python -m local_stack down                          stop everything `up` started
@@ -53,6 +54,11 @@ def demo(args: argparse.Namespace) -> int:
     from dicom_samples import synthetic_studies, vendor_corpus
     from local_bigquery.query import run_query
 
+    run_dir: Path = args.run_dir.resolve()
+    if args.keep and (state := _read_state(run_dir)) and process_alive(state["pid"]):
+        print(f"a local stack is already running in {run_dir} (pid {state['pid']}): `python -m local_stack down"
+              f" --run-dir {args.run_dir}` first, or pass another --run-dir", file=sys.stderr)
+        return 2
     started = time.monotonic()
     print("starting the local stack …", flush=True)
     with LocalStack() as stack:
@@ -90,9 +96,28 @@ def demo(args: argparse.Namespace) -> int:
             _print_table(columns, rows[:10])
             if len(rows) > 10:
                 print(f"  … {len(rows) - 10} more")
+        if args.keep:
+            _keep_running(stack, run_dir, args.run_dir)
         print("\nstopping …")
     print("stopped every process the stack started")
     return 0 if ok else 1
+
+
+def _keep_running(stack: LocalStack, run_dir: Path, shown_run_dir: Path) -> None:
+    """Leave the demo's stack up for a look (the web console, the CLI) until Ctrl-C or `down`."""
+    stop_on_sigterm()  # `python -m local_stack down --run-dir …` ends it like Ctrl-C
+    _write_state(stack, run_dir)
+    try:
+        print(f"\nthe stack keeps running (run dir {run_dir}); Ctrl-C or `python -m local_stack down --run-dir"
+              f" {shown_run_dir}` stops it")
+        print(f"web console: dicom-pipeline console --run-dir {shown_run_dir}   (then open http://127.0.0.1:8088/)",
+              flush=True)
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _state_file(run_dir).unlink(missing_ok=True)
 
 
 def _wait_for_pipeline(stack: LocalStack, valid: int, broken: int, timeout: float) -> bool:
@@ -183,14 +208,7 @@ def _serve(args: argparse.Namespace) -> int:
         shutil.rmtree(data_dir)  # a fresh stack each time: resources are created on start
     try:
         with LocalStack(data_dir=data_dir) as stack:
-            state = {"pid": os.getpid(), "pids": stack.pids(), "endpoints": stack.endpoints(), "env": stack.env(),
-                     "function_env": stack.function_env(), "store": stack.names.store_name,
-                     "table": stack.names.table, "upload_bucket": UPLOAD_BUCKET,
-                     "subscriptions": stack.pubsub_resources()}
-            tmp = _state_file(run_dir).with_suffix(".tmp")
-            tmp.write_text(json.dumps(state, indent=2))
-            tmp.replace(_state_file(run_dir))  # atomic: `up` never reads half a file
-            print(json.dumps(state, indent=2), flush=True)
+            print(json.dumps(_write_state(stack, run_dir), indent=2), flush=True)
             while True:
                 signal.pause()
     except KeyboardInterrupt:
@@ -199,6 +217,19 @@ def _serve(args: argparse.Namespace) -> int:
         _state_file(run_dir).unlink(missing_ok=True)
     print("stopped", flush=True)
     return 0
+
+
+def _write_state(stack: LocalStack, run_dir: Path) -> dict[str, Any]:
+    """What `status`, `down` and the console read about a running stack (RUN_DIR/state.json)."""
+    state = {"pid": os.getpid(), "pids": stack.pids(), "endpoints": stack.endpoints(), "env": stack.env(),
+             "function_env": stack.function_env(), "store": stack.names.store_name,
+             "table": stack.names.table, "upload_bucket": UPLOAD_BUCKET,
+             "subscriptions": stack.pubsub_resources()}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = _state_file(run_dir).with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(_state_file(run_dir))  # atomic: `up` never reads half a file
+    return state
 
 
 def down(args: argparse.Namespace) -> int:
@@ -312,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("demo", help="start, upload samples, wait, query, stop")
     run.add_argument("--studies", type=int, default=5, help="synthetic studies (10 instances each; default 5)")
     run.add_argument("--timeout", type=float, default=120, help="seconds to wait for the pipeline (default 120)")
+    run.add_argument("--keep", action="store_true", help="keep the stack running afterwards (for the web console)"
+                     " until Ctrl-C or `down`")
+    run.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR,
+                     help="with --keep: where its state goes, for `status`, `down` and the console"
+                     " (default .local-stack)")
     run.set_defaults(func=demo)
     for name, func in (("up", up), ("down", down), ("status", status), ("_serve", _serve)):
         sub = commands.add_parser(name, help=argparse.SUPPRESS if name.startswith("_") else f"{name} the stack")
