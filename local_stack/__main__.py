@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,19 +106,13 @@ def demo(args: argparse.Namespace) -> int:
 
 def _keep_running(stack: LocalStack, run_dir: Path, shown_run_dir: Path) -> None:
     """Leave the demo's stack up for a look (the web console, the CLI) until Ctrl-C or `down`."""
-    stop_on_sigterm()  # `python -m local_stack down --run-dir …` ends it like Ctrl-C
-    _write_state(stack, run_dir)
-    try:
+    def announce(state: dict[str, Any]) -> None:
         print(f"\nthe stack keeps running (run dir {run_dir}); Ctrl-C or `python -m local_stack down --run-dir"
               f" {shown_run_dir}` stops it")
         print(f"web console: dicom-pipeline console --run-dir {shown_run_dir}   (then open http://127.0.0.1:8088/)",
               flush=True)
-        while True:
-            signal.pause()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        _state_file(run_dir).unlink(missing_ok=True)
+
+    _run_until_stopped(stack, run_dir, announce)
 
 
 def _wait_for_pipeline(stack: LocalStack, valid: int, broken: int, timeout: float) -> bool:
@@ -208,15 +203,25 @@ def _serve(args: argparse.Namespace) -> int:
         shutil.rmtree(data_dir)  # a fresh stack each time: resources are created on start
     try:
         with LocalStack(data_dir=data_dir) as stack:
-            print(json.dumps(_write_state(stack, run_dir), indent=2), flush=True)
-            while True:
-                signal.pause()
+            _run_until_stopped(stack, run_dir, lambda state: print(json.dumps(state, indent=2), flush=True))
+    except KeyboardInterrupt:  # while the stack was starting
+        pass
+    print("stopped", flush=True)
+    return 0
+
+
+def _run_until_stopped(stack: LocalStack, run_dir: Path, announce: Callable[[dict[str, Any]], None]) -> None:
+    """Publish the stack's state (for `status`, `down` and the console), announce it, and wait for Ctrl-C or
+    SIGTERM from `down`; the state file goes when the wait ends."""
+    stop_on_sigterm()
+    try:
+        announce(_write_state(stack, run_dir))
+        while True:
+            signal.pause()
     except KeyboardInterrupt:
         pass
     finally:
         _state_file(run_dir).unlink(missing_ok=True)
-    print("stopped", flush=True)
-    return 0
 
 
 def _write_state(stack: LocalStack, run_dir: Path) -> dict[str, Any]:
